@@ -1,0 +1,151 @@
+"""Keras callbacks that turn `fit` into a run a user can watch, stop and resume.
+
+Order matters and `trainer.make_callbacks` keeps it: throughput first (so the progress bar shows
+it), then samples, history, and the checkpoint last, so a crash between two of them can only make a
+resumed run redo work, never skip it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training.grid import save_grid
+from training.rundir import RunDirectory
+
+
+class Throughput(keras.callbacks.Callback):
+    """Adds `img_per_s` (this epoch's average so far) to the logs the progress bar prints."""
+
+    def __init__(self, global_batch_size: int):
+        super().__init__()
+        self.global_batch_size = global_batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._seen, self._first_end = time.perf_counter(), 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self._first_end is None:  # the first call includes tracing: leave it out of the rate
+            self._first_end, self._seen = now, 0
+        else:
+            self._seen += 1
+        if logs is not None:
+            logs["img_per_s"] = self.rate(now)
+
+    def rate(self, now: float | None = None) -> float:
+        if not self._first_end or not self._seen:
+            return 0.0
+        elapsed = (now or time.perf_counter()) - self._first_end
+        return self._seen * self.global_batch_size * self._steps_per_call() / max(elapsed, 1e-9)
+
+    def _steps_per_call(self) -> int:
+        return int(getattr(self.model, "steps_per_execution", 1) or 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["img_per_s"] = self.rate()
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes `samples/epoch_NNNN.png` from a fixed latent batch, and the same grid to TensorBoard."""
+
+    def __init__(self, run: RunDirectory, inputs, rows: int, writer=None):
+        super().__init__()
+        self.run, self.inputs, self.rows, self.writer = run, inputs, rows, writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = keras.ops.convert_to_numpy(self.model.sampler(self.inputs, training=False))
+        grid = save_grid(images, self.run.sample_path(epoch + 1), rows=self.rows)
+        if self.writer is not None:
+            import tensorflow as tf
+
+            with self.writer.as_default(step=epoch + 1):
+                tf.summary.image("samples", grid[None], max_outputs=1)
+                tf.summary.scalar("learning_rate/discriminator", float(self.model.d_optimizer.learning_rate))
+                tf.summary.scalar("learning_rate/generator", float(self.model.g_optimizer.learning_rate))
+            self.writer.flush()
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Keeps `history.json`: one row per epoch (losses, images/s, steps, wall time), rewritten atomically.
+
+    A row for an epoch that already has one replaces it, so a resumed epoch is never listed twice.
+    """
+
+    def __init__(self, run: RunDirectory, steps_per_epoch: int):
+        super().__init__()
+        self.run, self.steps_per_epoch = run, steps_per_epoch
+        self._wall_start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.time()
+        self._step_at_begin = int(self.model.g_optimizer.iterations)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.g_optimizer.iterations)
+        row = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
+        row.update(epoch=epoch + 1, global_step=step, steps=step - self._step_at_begin,
+                   complete=step >= (epoch + 1) * self.steps_per_epoch,
+                   epoch_seconds=round(time.time() - self._epoch_start, 3))
+        history = [r for r in self.run.read_history() if r["epoch"] != epoch + 1] + [row]
+        self.run.write_history(sorted(history, key=lambda r: r["epoch"]))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training cleanly once `max_minutes` of wall time have passed (checked after each step)."""
+
+    def __init__(self, max_minutes: float):
+        super().__init__()
+        self.deadline = time.monotonic() + 60.0 * max_minutes
+        self.triggered = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() >= self.deadline:
+            self.triggered = True
+            self.model.stop_training = True
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Every `every` optimizer steps and at each epoch end, write a resumable checkpoint."""
+
+    def __init__(self, run: RunDirectory, every: int):
+        super().__init__()
+        self.run, self.every = run, every
+        self._last_saved = None
+
+    def _save(self):
+        step = int(self.model.g_optimizer.iterations)
+        if step != self._last_saved:
+            self.run.save_checkpoint(self.model, step)
+            self._last_saved = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.g_optimizer.iterations) % self.every == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save()
+
+
+def sample_inputs(latent_dim: int, num_samples: int, num_classes: int | None, seed: int):
+    """The fixed latent batch of the sample grids, and the grid's row count (one row per class)."""
+    rng = np.random.default_rng(seed)
+    if not num_classes:
+        rows = max(1, int(np.floor(np.sqrt(num_samples))))
+        return rng.standard_normal((num_samples, latent_dim)).astype(np.float32), rows
+    per_class = max(1, -(-num_samples // num_classes))
+    labels = np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
+    z = rng.standard_normal((len(labels), latent_dim)).astype(np.float32)
+    return [z, labels], num_classes
+
+
+def tensorboard_callbacks(log_dir: Path):
+    """Keras's TensorBoard callback for the losses and a writer of our own for grids and rates."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(log_dir / "samples"))
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False), writer

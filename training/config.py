@@ -1,0 +1,136 @@
+"""The one typed configuration of a training run.
+
+Every knob lives here, with its default and its help text; the CLI, config files, the run
+directory's `config.json` and the export's model card are all views of this dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("mnist-sample", "mnist", "fashion_mnist", "cifar10", "folder", "idx")
+LOSSES = ("bce", "wgan-gp", "hinge")
+STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
+
+# Keys that may change between a run and its resumption without making it a different run.
+RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "overwrite", "verbose"})
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; the message names the problem and the fix."""
+
+
+def _opt(default: Any, help: str, **metadata: Any) -> Any:
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class TrainConfig:
+    # Data
+    dataset: str = _opt("mnist-sample", "Dataset to train on.", choices=DATASETS)
+    data_dir: str | None = _opt(None, "Directory of images (folder) or idx files (idx).")
+    image_size: int | None = _opt(
+        None, "Square image size in pixels (multiple of 4). Default: the dataset's own (28/32/64)."
+    )
+    channels: int | None = _opt(None, "1 (grayscale) or 3 (RGB). Default: the dataset's own.")
+    conditional: bool = _opt(False, "Class-conditional GAN: needs a labelled dataset.")
+    # Model
+    latent_dim: int = _opt(64, "Size of the generator's noise vector z.")
+    width: int = _opt(32, "Width multiplier: filters of the widest-resolution conv layer.")
+    # Optimisation
+    batch_size: int = _opt(64, "Global batch size, split evenly across replicas.")
+    epochs: int = _opt(30, "Number of epochs.")
+    steps_per_epoch: int | None = _opt(None, "Steps per epoch. Default: dataset size // batch size.")
+    loss: str = _opt("bce", "GAN loss.", choices=LOSSES)
+    label_smoothing: float = _opt(0.0, "One-sided label smoothing for real labels (bce only).")
+    gp_weight: float = _opt(10.0, "Gradient-penalty weight (wgan-gp only).")
+    d_steps: int | None = _opt(None, "Discriminator steps per generator step. Default: 5 for wgan-gp, else 1.")
+    d_lr: float = _opt(2e-4, "Discriminator learning rate (Adam).")
+    g_lr: float = _opt(2e-4, "Generator learning rate (Adam).")
+    beta_1: float = _opt(0.5, "Adam beta_1 for both optimizers.")
+    beta_2: float = _opt(0.999, "Adam beta_2 for both optimizers.")
+    ema_decay: float = _opt(0.999, "Generator EMA decay; 0 disables EMA. The EMA generator is what is sampled and saved.")
+    # Execution
+    strategy: str = _opt("auto", "tf.distribute strategy (auto: mirrored on >1 GPU, one-device on 1 GPU, default on CPU).", choices=STRATEGIES)
+    jit_compile: bool = _opt(False, "Compile the train step with XLA.")
+    steps_per_execution: int = _opt(1, "Train steps run per tf.function call (helps small models).")
+    seed: int = _opt(0, "Seed for weights, data order and noise: same seed, same run.")
+    # Run directory
+    output_dir: str | None = _opt(None, "Run directory. Default: runs/<timestamp>. An existing one is resumed.")
+    overwrite: bool = _opt(False, "Replace an existing run directory whose config differs.")
+    checkpoint_every: int = _opt(200, "Write a checkpoint every N steps (and at each epoch end).")
+    num_samples: int = _opt(64, "Images in each sample grid (one row per class when conditional).")
+    max_minutes: float | None = _opt(None, "Stop cleanly after this wall-clock budget, still writing all artifacts.")
+    verbose: int = _opt(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+
+    @property
+    def resolved_d_steps(self) -> int:
+        if self.d_steps is not None:
+            return self.d_steps
+        return 5 if self.loss == "wgan-gp" else 1
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError on values no run can use; return self for chaining."""
+        positive = ["latent_dim", "width", "batch_size", "epochs", "steps_per_execution",
+                    "checkpoint_every", "num_samples"]
+        positive += [k for k in ("image_size", "channels", "steps_per_epoch", "d_steps", "max_minutes")
+                     if getattr(self, k) is not None]
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"--{_flag(key)} must be positive, got {getattr(self, key)}.")
+        for key, choices in (("dataset", DATASETS), ("loss", LOSSES), ("strategy", STRATEGIES)):
+            if getattr(self, key) not in choices:
+                raise ConfigError(
+                    f"Unknown --{key} {getattr(self, key)!r}. Choose one of: {', '.join(choices)}."
+                )
+        if self.image_size is not None and (self.image_size % 4 or self.image_size < 8):
+            raise ConfigError(
+                f"--image-size must be a multiple of 4 and at least 8 (the generator upsamples at "
+                f"least twice), got {self.image_size}. Try 28, 32 or 64."
+            )
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ConfigError(f"--channels must be 1 or 3, got {self.channels}.")
+        if self.dataset in ("folder", "idx") and not self.data_dir:
+            raise ConfigError(f"--dataset {self.dataset} needs --data-dir pointing at your files.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay}.")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}.")
+        for key in ("d_lr", "g_lr"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"--{_flag(key)} must be positive, got {getattr(self, key)}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a flat mapping, accepting `image-size` or `image_size`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        normalized = {str(k).replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(normalized) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown key(s) in {source}: {', '.join(unknown)}. "
+                f"Valid keys are the long flag names, e.g. image_size or batch_size (see --help)."
+            )
+        return cls(**normalized)
+
+    def save(self, path: Path) -> None:
+        from training.io import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Keys that make `other` a different run from this one (RESUMABLE_KEYS may differ)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return sorted(k for k in mine if k not in RESUMABLE_KEYS and mine[k] != theirs.get(k))
+
+
+def _flag(key: str) -> str:
+    return key.replace("_", "-")

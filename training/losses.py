@@ -1,0 +1,94 @@
+"""GAN objectives on raw logits, written with `keras.ops`.
+
+Every function returns the *mean over the examples it is given* (one replica's share of the batch).
+Scaling for distribution (1/num_replicas, because replica gradients are summed) is done exactly once,
+in `GAN.train_step`, and never here: that keeps these functions testable on small known cases and
+avoids the Keras >= 3.8 trap where built-in `Loss` objects scale themselves but hand-written means
+do not.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+class GANLoss:
+    """A pair of objectives: what the discriminator minimises and what the generator minimises."""
+
+    name = "base"
+    uses_gradient_penalty = False
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        raise NotImplementedError
+
+    def generator_loss(self, fake_logits):
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+
+class NonSaturatingLoss(GANLoss):
+    """Goodfellow et al.'s non-saturating BCE; `label_smoothing` softens real targets to 1 - s."""
+
+    name = "bce"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        real_target = ops.full_like(real_logits, 1.0 - self.label_smoothing)
+        real = keras.losses.binary_crossentropy(real_target, real_logits, from_logits=True)
+        fake = keras.losses.binary_crossentropy(ops.zeros_like(fake_logits), fake_logits, from_logits=True)
+        return ops.mean(real) + ops.mean(fake)
+
+    def generator_loss(self, fake_logits):
+        return ops.mean(
+            keras.losses.binary_crossentropy(ops.ones_like(fake_logits), fake_logits, from_logits=True)
+        )
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "label_smoothing": self.label_smoothing}
+
+
+class WassersteinLoss(GANLoss):
+    """WGAN critic objective; pair with `gradient_penalty` (WGAN-GP, Gulrajani et al. 2017)."""
+
+    name = "wgan-gp"
+    uses_gradient_penalty = True
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        return ops.mean(fake_logits) - ops.mean(real_logits)
+
+    def generator_loss(self, fake_logits):
+        return -ops.mean(fake_logits)
+
+
+class HingeLoss(GANLoss):
+    """Hinge loss as in SAGAN / BigGAN."""
+
+    name = "hinge"
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        return ops.mean(ops.relu(1.0 - real_logits)) + ops.mean(ops.relu(1.0 + fake_logits))
+
+    def generator_loss(self, fake_logits):
+        return -ops.mean(fake_logits)
+
+
+def gradient_penalty_from_gradients(gradients):
+    """`mean((||grad||_2 - 1)^2)` over the batch, given d critic / d interpolated images."""
+    squared = ops.sum(ops.square(gradients), axis=tuple(range(1, len(gradients.shape))))
+    norm = ops.sqrt(squared + 1e-12)
+    return ops.mean(ops.square(norm - 1.0))
+
+
+def get_loss(name: str, label_smoothing: float = 0.0) -> GANLoss:
+    if name == "bce":
+        return NonSaturatingLoss(label_smoothing)
+    if name == "wgan-gp":
+        return WassersteinLoss()
+    if name == "hinge":
+        return HingeLoss()
+    raise ValueError(f"Unknown GAN loss {name!r}; choose bce, wgan-gp or hinge.")
