@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from training.cli import parse_config
+from training.config import ConfigError
+from training.data import DataError
+
 
 def main(argv: list[str] | None = None) -> int:
-    from training.cli import parse_config
-    from training.config import ConfigError
-
     try:
         config = parse_config(argv)
-        from training.data import DataError
         from training.trainer import train
 
         result = train(config)
