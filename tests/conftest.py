@@ -30,3 +30,33 @@ def run_python(*args: str, timeout: float = 600, env: dict | None = None, cwd: P
 
 
 TINY = ["--width", "4", "--latent-dim", "8", "--batch-size", "16", "--verbose", "0", "--num-samples", "16"]
+
+
+def _train_tiny(root: Path, **overrides) -> Path:
+    """Train a tiny model in-process (the CLI path is covered by test_end_to_end)."""
+    from training.config import TrainConfig
+    from training.trainer import train
+
+    config = TrainConfig(width=4, latent_dim=8, batch_size=16, epochs=1, steps_per_epoch=3, verbose=0,
+                         num_samples=16, output_dir=str(root), **overrides)
+    train(config)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    return _train_tiny(tmp_path_factory.mktemp("tiny") / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_run(tmp_path_factory) -> Path:
+    return _train_tiny(tmp_path_factory.mktemp("tiny_cond") / "run", conditional=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory) -> Path:
+    from export.run import main
+
+    out = tmp_path_factory.mktemp("exports")
+    assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0
+    return out

@@ -47,6 +47,11 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.images)
 
+    def describe(self, name: str) -> dict:
+        """What the run directory records about its data (the export's model card reads it)."""
+        return {"name": name, "num_images": len(self), "image_shape": list(self.images.shape[1:]),
+                "class_names": self.class_names}
+
 
 # -- loaders --------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The run directory: what a training run leaves behind, and how a later run finds its place in it.
 
     <run>/config.json            the fully resolved TrainConfig
+    <run>/dataset.json           what was trained on: name, size, image shape, class names
     <run>/samples/epoch_NNNN.png one grid per epoch from a fixed latent batch
     <run>/tensorboard/           losses, learning rates, the sample grid
     <run>/checkpoints/           ckpt-<step>.weights.h5 + checkpoint.json (the pointer to the latest)
@@ -26,6 +27,7 @@ class RunDirectory:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.config_path = self.root / "config.json"
+        self.dataset_path = self.root / "dataset.json"
         self.samples_dir = self.root / "samples"
         self.tensorboard_dir = self.root / "tensorboard"
         self.checkpoints_dir = self.root / "checkpoints"
@@ -62,13 +64,14 @@ class RunDirectory:
             )
         return not differences
 
-    def create(self, config: TrainConfig, resume: bool) -> None:
-        """Make the directory (emptied first unless resuming) and record the config."""
+    def create(self, config: TrainConfig, resume: bool, dataset: dict) -> None:
+        """Make the directory (emptied first unless resuming); record the config and the dataset."""
         if not resume and self.root.exists():
             shutil.rmtree(self.root)
         for directory in (self.samples_dir, self.tensorboard_dir, self.checkpoints_dir):
             directory.mkdir(parents=True, exist_ok=True)
         config.save(self.config_path)
+        write_json_atomic(self.dataset_path, dataset)
 
     # -- artifacts --------------------------------------------------------------------------------
 

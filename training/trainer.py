@@ -89,7 +89,7 @@ def train(config: TrainConfig) -> RunResult:
     resume = run.check_compatible(config, config.overwrite)
     chief = is_chief(strategy)
     if chief:
-        run.create(config, resume)
+        run.create(config, resume, data.describe(config.dataset))
 
     with strategy.scope():
         gan = build_gan(config, data.num_classes)

@@ -1,0 +1,61 @@
+"""The one function every artifact is made from: named inputs in, `{"images": ...}` out.
+
+Inputs are `z` (float32 `[batch, latent_dim]`) and, for a class-conditional generator, `label`
+(int32 `[batch]`). The output is a flat dict so the SavedModel signature and the ONNX graph both
+call it `images`. The generator runs with `training=False` (BatchNorm in inference mode) and the
+function is not XLA-compiled: TF Serving runs with JIT off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+SIGNATURE_NAME = "serving_default"
+OUTPUT_NAME = "images"
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+    num_classes: int | None
+
+    @classmethod
+    def of(cls, generator: keras.Model) -> GeneratorSpec:
+        """Read the shapes off the model itself; the class count is its class embedding's size."""
+        latent_dim = int(generator.inputs[0].shape[-1])
+        image_shape = tuple(int(d) for d in generator.outputs[0].shape[1:])
+        num_classes = _embedding_rows(generator) if len(generator.inputs) > 1 else None
+        return cls(latent_dim, image_shape, num_classes)
+
+    @property
+    def input_signature(self) -> list[tf.TensorSpec]:
+        spec = [tf.TensorSpec([None, self.latent_dim], tf.float32, name="z")]
+        if self.num_classes:
+            spec.append(tf.TensorSpec([None], tf.int32, name="label"))
+        return spec
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.input_signature]
+
+
+def _embedding_rows(generator: keras.Model) -> int:
+    for layer in generator.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            return int(layer.input_dim)
+    raise ValueError("a two-input generator without a class embedding is not one of ours")
+
+
+def serving_function(generator: keras.Model, spec: GeneratorSpec):
+    """A `tf.function` with a fixed, named input signature returning `{"images": float32}`."""
+    if spec.num_classes:
+        def serve(z, label):
+            return {OUTPUT_NAME: tf.cast(generator([z, label], training=False), tf.float32)}
+    else:
+        def serve(z):
+            return {OUTPUT_NAME: tf.cast(generator(z, training=False), tf.float32)}
+    return tf.function(serve, input_signature=spec.input_signature, jit_compile=False)
