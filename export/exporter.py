@@ -2,6 +2,7 @@
 
     <out>/tfserving/<name>/<version>/   SavedModel + assets.extra/ (warmup, model card)
     <out>/onnx/<name>.onnx              ONNX model (+ <name>.model_card.json beside it)
+    <out>/onnx-models/<name>/<version>/ the same ONNX model + card, versioned for serving.server
     <out>/export_report.json            the parity numbers
     <out>/model_card.json               the model card
 
@@ -124,8 +125,18 @@ def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generat
                           for k, v in card["sha256"].items()}
         write_json_atomic(stage / "assets.extra" / "model_card.json", card)
 
+        onnx_base = output_dir / "onnx-models" / model_name
+        onnx_stage = staging / "onnx"
+        onnx_stage.mkdir()
+        shutil.copyfile(onnx_tmp, onnx_stage / "model.onnx")
+        write_json_atomic(onnx_stage / "model_card.json", card)
+        onnx_base.mkdir(parents=True, exist_ok=True)
+        if (onnx_base / str(version)).exists():
+            raise ExportError(f"{onnx_base / str(version)} already exists; choose another --version.")
+
         base.mkdir(exist_ok=True)
         os.rename(stage, version_dir)  # the atomic publish of the TF Serving version
+        os.rename(onnx_stage, onnx_base / str(version))
         os.replace(onnx_tmp, onnx_path)
         write_json_atomic(output_dir / "onnx" / f"{model_name}.model_card.json", card)
         write_json_atomic(output_dir / "model_card.json", card)

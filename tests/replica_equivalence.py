@@ -42,7 +42,7 @@ def one_step(strategy, loss, conditional, d_steps, initial=None):
     if initial is not None:
         gan.set_weights(initial)
     before = [w.copy() for w in gan.get_weights()]
-    history = gan.fit(make_pipeline(data, 16, 8, d_steps, seed=1), steps_per_epoch=1, epochs=1, verbose=0)
+    history = gan.fit(make_pipeline(data, 16, 8, d_steps, seed=1), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
     logs = {k: float(np.asarray(v[-1]).reshape(-1)[0]) for k, v in history.history.items()}
     return before, gan.get_weights(), logs
 

@@ -118,6 +118,7 @@ def train(config: TrainConfig) -> RunResult:
             epochs=epoch + 1 if offset else config.epochs,
             steps_per_epoch=steps_per_epoch - offset if offset else steps_per_epoch,
             callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles, deterministically per (seed, step)
             verbose=config.verbose,
         )
         step = int(gan.g_optimizer.iterations)

@@ -1,0 +1,105 @@
+"""Dynamic batching: concurrent requests for one model are merged into one onnxruntime call.
+
+A request waits at most `max_queue_delay_ms` for others to join it; a batch closes when it reaches
+`max_batch_size` rows. At most `num_batch_threads` batches run at once, off the event loop (the
+onnxruntime session is thread-safe and releases the GIL). With batching off, every request runs
+on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from serving.onnx_generator import OnnxGenerator
+
+
+class DynamicBatcher:
+    def __init__(self, model: OnnxGenerator, max_batch_size: int = 32, max_queue_delay_ms: float = 2.0,
+                 num_batch_threads: int = 2, enabled: bool = True, on_batch=None):
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay = max_queue_delay_ms / 1000.0
+        self.enabled = enabled
+        self.on_batch = on_batch or (lambda size: None)
+        self._executor = ThreadPoolExecutor(max_workers=num_batch_threads, thread_name_prefix="onnx-batch")
+        self._slots = asyncio.Semaphore(num_batch_threads)
+        self._queue: list[tuple[dict, asyncio.Future, float]] = []
+        self._wakeup = asyncio.Event()
+        self._collector: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+
+    def start(self) -> None:
+        if self.enabled and self._collector is None:
+            self._collector = asyncio.get_running_loop().create_task(self._collect())
+
+    async def stop(self) -> None:
+        """Finish queued and running batches, then stop."""
+        while self._queue or self._running:
+            await asyncio.sleep(0.005)
+        if self._collector:
+            self._collector.cancel()
+        self._executor.shutdown(wait=True)
+
+    async def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Validate (raising InputError at once), then run alone or in a batch."""
+        inputs = self.model.validate(inputs)
+        rows = len(inputs["z"])
+        if not self.enabled or rows >= self.max_batch_size:
+            self.on_batch(rows)
+            async with self._slots:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run, inputs)
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((inputs, future, time.monotonic()))
+        self._wakeup.set()
+        return await future
+
+    async def _collect(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                deadline = self._queue[0][2] + self.max_queue_delay
+                while self._rows_queued() < self.max_batch_size and time.monotonic() < deadline:
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, deadline - time.monotonic()))
+                    except asyncio.TimeoutError:
+                        break
+                    self._wakeup.clear()
+                batch = self._take_batch()
+                await self._slots.acquire()
+                task = asyncio.get_running_loop().create_task(self._run(batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    def _rows_queued(self) -> int:
+        return sum(len(item[0]["z"]) for item in self._queue)
+
+    def _take_batch(self):
+        batch, rows = [], 0
+        while self._queue and rows + len(self._queue[0][0]["z"]) <= self.max_batch_size:
+            item = self._queue.pop(0)
+            batch.append(item)
+            rows += len(item[0]["z"])
+        return batch
+
+    async def _run(self, batch) -> None:
+        try:
+            merged = {k: np.concatenate([item[0][k] for item in batch]) for k in batch[0][0]}
+            self.on_batch(len(merged["z"]))
+            images = await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run, merged)
+            start = 0
+            for inputs, future, _ in batch:
+                end = start + len(inputs["z"])
+                if not future.done():
+                    future.set_result(images[start:end])
+                start = end
+        except Exception as err:  # the model failed: every request in the batch gets the error
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(err)
+        finally:
+            self._slots.release()

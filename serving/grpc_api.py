@@ -1,0 +1,92 @@
+"""TensorFlow Serving's gRPC API over the ONNX generator: PredictionService and ModelService.
+
+Registered as generic handlers on `grpc.aio` with messages from `serving.protos`, so any TF Serving
+client (e.g. `tensorflow_serving.apis.prediction_service_pb2_grpc`) works unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from serving import protos
+from serving.onnx_generator import InputError
+from serving.service import GeneratorService, ServingError
+
+GRPC_STATUS = {"INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+               "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
+               "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED, "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+               "UNIMPLEMENTED": grpc.StatusCode.UNIMPLEMENTED}
+AVAILABLE = 30  # tensorflow.serving.ModelVersionStatus.State.AVAILABLE
+
+
+def _target(spec):
+    version = spec.version.value if spec.HasField("version") else None
+    return spec.name, version, spec.version_label or None
+
+
+def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHandler]:
+    def timed(method, handler):
+        async def wrapped(request, context):
+            start, code = time.perf_counter(), "OK"
+            try:
+                return await handler(request, context)
+            except ServingError as err:
+                code = err.code
+                await context.abort(GRPC_STATUS.get(err.code, grpc.StatusCode.INTERNAL), err.message)
+            finally:
+                metrics.observe("grpc", method, code, time.perf_counter() - start)
+        return wrapped
+
+    async def predict(request, context):
+        name, version, label = _target(request.model_spec)
+        try:
+            inputs = {key: protos.from_tensor_proto(tensor) for key, tensor in request.inputs.items()}
+        except ValueError as err:
+            raise ServingError("INVALID_ARGUMENT", f"bad input tensor: {err}") from None
+        if request.output_filter and set(request.output_filter) != {"images"}:
+            raise ServingError("INVALID_ARGUMENT", f"output_filter {list(request.output_filter)} names outputs this "
+                               "model does not have; its only output is 'images'")
+        try:
+            resolved, images = await service.predict(name, inputs, version, label, request.model_spec.signature_name)
+        except InputError as err:
+            raise ServingError("INVALID_ARGUMENT", str(err)) from None
+        response = protos.PredictResponse()
+        response.model_spec.name, response.model_spec.signature_name = name, "serving_default"
+        response.model_spec.version.value = resolved
+        response.outputs["images"].CopyFrom(protos.to_tensor_proto(images))
+        return response
+
+    async def metadata(request, context):
+        name, version, label = _target(request.model_spec)
+        fields = set(request.metadata_field)
+        if fields != {"signature_def"}:
+            raise ServingError("INVALID_ARGUMENT", "metadata_field must be ['signature_def'], the only metadata served")
+        resolved, signature = service.signature_def_map(name, version, label)
+        response = protos.GetModelMetadataResponse()
+        response.model_spec.name = name
+        response.model_spec.version.value = resolved
+        response.metadata["signature_def"].Pack(signature)
+        return response
+
+    async def status(request, context):
+        name, version, label = _target(request.model_spec)
+        response = protos.GetModelStatusResponse()
+        for v in service.status(name, version, label):
+            entry = response.model_version_status.add(version=v, state=AVAILABLE)
+            entry.status.error_code = 0
+        return response
+
+    def unary(handler, request_class):
+        return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=request_class.FromString,
+                                                   response_serializer=lambda m: m.SerializeToString())
+
+    prediction = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
+        "Predict": unary(timed("predict", predict), protos.PredictRequest),
+        "GetModelMetadata": unary(timed("metadata", metadata), protos.GetModelMetadataRequest),
+    })
+    model_service = grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", {
+        "GetModelStatus": unary(timed("status", status), protos.GetModelStatusRequest),
+    })
+    return [prediction, model_service]

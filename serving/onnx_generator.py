@@ -1,0 +1,176 @@
+"""Run an exported generator with onnxruntime, in any app: needs numpy and onnxruntime, nothing more.
+
+    from serving.onnx_generator import OnnxGenerator
+
+    generator = OnnxGenerator("exports/onnx/generator.onnx", device="auto")
+    images = generator.generate(num=16, seed=0, output="uint8")   # [16, H, W, C] uint8
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEVICES = ("auto", "cpu", "cuda")
+GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+
+
+class InputError(ValueError):
+    """Inputs that do not fit the model: the message says which input and what it needs."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+    num_classes: int | None
+    input_names: tuple[str, ...]
+    card: dict | None
+
+
+def load_model_card(onnx_path: Path) -> dict | None:
+    """The card export.run writes beside the model (`<name>.model_card.json` or `model_card.json`)."""
+    for candidate in (onnx_path.with_suffix(".model_card.json"), onnx_path.parent / "model_card.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    return None
+
+
+class OnnxGenerator:
+    """An exported generator in an onnxruntime session.
+
+    `device`: "auto" (CUDA when onnxruntime has it, else CPU), "cpu", or "cuda" (fails loudly when
+    the CUDA provider is not really active, since onnxruntime otherwise falls back to CPU silently).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", intra_op_threads: int | None = None,
+                 inter_op_threads: int | None = None, graph_optimization: str = "all", max_chunk: int = 256):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model {self.path} does not exist; export one with python -m export.run.")
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise ValueError(f"graph_optimization must be one of {GRAPH_OPTIMIZATIONS}, got {graph_optimization!r}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[graph_optimization]
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        if inter_op_threads:
+            options.inter_op_num_threads = inter_op_threads
+        available = ort.get_available_providers()
+        wants_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in available)
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise RuntimeError(f"device='cuda' but this onnxruntime has no CUDA provider (available: {available}). "
+                               "Install onnxruntime-gpu (pip install '.[gpu]') on a machine with CUDA.")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if wants_cuda else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        if device == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
+            raise RuntimeError(f"device='cuda' but onnxruntime fell back to {self.session.get_providers()}: "
+                               "check the CUDA and cuDNN libraries match this onnxruntime-gpu build.")
+        self.max_chunk = max_chunk
+        self.info = self._read_info()
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def _read_info(self) -> ModelInfo:
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "z" not in inputs or self.session.get_outputs()[0].name != "images":
+            raise ValueError(f"{self.path} is not a generator exported by export.run (needs input 'z', output 'images').")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        card = load_model_card(self.path)
+        num_classes = int(meta.get("num_classes", "0")) or (card or {}).get("num_classes") or None
+        if "label" in inputs and not num_classes:
+            raise ValueError(f"{self.path} takes labels but records no class count (metadata or model card).")
+        image_shape = tuple(int(d) for d in self.session.get_outputs()[0].shape[1:])
+        return ModelInfo(int(inputs["z"].shape[1]), image_shape, num_classes if "label" in inputs else None,
+                         tuple(inputs), card)
+
+    # -- inference ------------------------------------------------------------------------------
+
+    def validate(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check names, shapes, dtypes, ranges and finiteness; return arrays of the model's dtypes."""
+        expected = set(self.info.input_names)
+        if set(inputs) != expected:
+            missing, unknown = sorted(expected - set(inputs)), sorted(set(inputs) - expected)
+            raise InputError(f"inputs must be exactly {sorted(expected)}" + (f"; missing {missing}" if missing else "")
+                             + (f"; unknown {unknown}" if unknown else ""))
+        z = _as_array(inputs["z"], np.float32, "z")
+        if z.ndim >= 1 and z.shape[0] == 0:
+            raise InputError("the batch is empty: send at least one row")
+        if z.ndim != 2 or z.shape[1] != self.info.latent_dim:
+            raise InputError(f"input 'z' must have shape [batch, {self.info.latent_dim}], got {list(z.shape)}")
+        if not np.all(np.isfinite(z)):
+            raise InputError("input 'z' contains NaN or infinity")
+        checked = {"z": z}
+        if self.info.num_classes:
+            label = _as_array(inputs["label"], np.int32, "label", integer=True)
+            if label.shape != (z.shape[0],):
+                raise InputError(f"input 'label' must have shape [{z.shape[0]}] (one per row of z), got {list(label.shape)}")
+            if label.min() < 0 or label.max() >= self.info.num_classes:
+                raise InputError(f"input 'label' must be in [0, {self.info.num_classes - 1}]")
+            checked["label"] = label
+        return checked
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Validated inputs -> float32 images in [-1, 1], in chunks of at most `max_chunk` rows."""
+        inputs = self.validate(inputs)
+        n = len(inputs["z"])
+        chunks = [self.session.run(["images"], {k: v[i : i + self.max_chunk] for k, v in inputs.items()})[0]
+                  for i in range(0, n, self.max_chunk)]
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+    def generate(self, num: int | None = None, z: np.ndarray | None = None, labels=None,
+                 seed: int | None = None, output: str = "float") -> np.ndarray:
+        """Images from `z` (or `num` standard-normal draws from `seed`).
+
+        For a class-conditional model, `labels` is one int for all rows or one per row; by default
+        the rows cycle through the classes. `output`: "float" ([-1, 1] float32) or "uint8".
+        """
+        if output not in ("float", "uint8"):
+            raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
+        if z is None:
+            if num is None or num <= 0:
+                raise ValueError("pass num > 0 or z")
+            z = np.random.default_rng(seed).standard_normal((num, self.info.latent_dim)).astype(np.float32)
+        inputs = {"z": np.asarray(z, dtype=np.float32)}
+        if self.info.num_classes:
+            n = len(inputs["z"])
+            if labels is None:
+                labels = np.arange(n) % self.info.num_classes
+            inputs["label"] = np.broadcast_to(np.asarray(labels, dtype=np.int32), (n,)).copy()
+        elif labels is not None:
+            raise ValueError("this generator is unconditional: it takes no labels")
+        images = self.run(inputs)
+        if output == "uint8":
+            return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        return images
+
+
+def _as_array(value, dtype, name: str, integer: bool = False) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"input '{name}' is not a rectangular numeric array: {err}") from None
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise InputError(f"input '{name}' must be numeric, got {array.dtype}")
+    if integer:
+        if array.dtype.kind == "f":
+            if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+                raise InputError(f"input '{name}' must hold integers")
+        return array.astype(dtype)
+    if array.dtype.kind == "b":
+        raise InputError(f"input '{name}' must be float, got bool")
+    return array.astype(dtype)

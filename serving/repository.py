@@ -1,0 +1,64 @@
+"""Which models the server holds: names -> numbered versions -> loaded generators, plus labels.
+
+`--model FILE.onnx` serves one file as version 1. `--model-base-path DIR` serves every numbered
+subdirectory of DIR (`DIR/<version>/*.onnx`), as TF Serving does with a SavedModel base path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.onnx_generator import OnnxGenerator
+
+
+class NotFound(LookupError):
+    """An unknown model, version or label: 404 over REST, NOT_FOUND over gRPC."""
+
+
+@dataclass
+class ServedModel:
+    name: str
+    versions: dict[int, OnnxGenerator]
+    labels: dict[str, int] = field(default_factory=dict)
+
+    def resolve(self, version: int | None = None, label: str | None = None) -> tuple[int, OnnxGenerator]:
+        if version is not None and label:
+            raise ValueError("give a version or a label, not both")
+        if label:
+            if label not in self.labels:
+                raise NotFound(f"Unknown version label '{label}' for model '{self.name}' "
+                               f"(labels: {sorted(self.labels) or 'none'})")
+            version = self.labels[label]
+        if version is None:
+            version = max(self.versions)
+        if version not in self.versions:
+            raise NotFound(f"Servable not found for request: Specific({self.name}, {version}) "
+                           f"(versions: {sorted(self.versions)})")
+        return version, self.versions[version]
+
+
+def find_onnx(version_dir: Path) -> Path:
+    files = sorted(version_dir.glob("*.onnx"))
+    if len(files) != 1:
+        raise ValueError(f"{version_dir} must hold exactly one .onnx file, found {len(files)}")
+    return files[0]
+
+
+def load_model(name: str, model: str | None = None, base_path: str | None = None,
+               labels: dict[str, int] | None = None, **generator_options) -> ServedModel:
+    if bool(model) == bool(base_path):
+        raise ValueError("give exactly one of --model FILE.onnx or --model-base-path DIR")
+    if model:
+        versions = {1: OnnxGenerator(model, **generator_options)}
+    else:
+        base = Path(base_path)
+        numbered = sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.is_dir() else []
+        if not numbered:
+            raise ValueError(f"--model-base-path {base} has no numbered version directories (e.g. {base}/1/model.onnx)")
+        versions = {v: OnnxGenerator(find_onnx(base / str(v)), **generator_options) for v in numbered}
+    labels = labels or {}
+    for label, version in labels.items():
+        if version not in versions:
+            raise ValueError(f"label '{label}' points at version {version}, which is not loaded ({sorted(versions)})")
+    return ServedModel(name, versions, labels)

@@ -1,0 +1,1 @@
+"""TensorFlow Serving deployment kit: models.config, batching parameters, monitoring config."""

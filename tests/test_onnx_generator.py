@@ -1,0 +1,80 @@
+"""OnnxGenerator: the in-process onnxruntime path other apps use."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from serving.onnx_generator import InputError, OnnxGenerator
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_export):
+    return OnnxGenerator(tiny_export / "onnx" / "generator.onnx", device="cpu", intra_op_threads=1)
+
+
+def test_reads_the_model_facts_and_the_card(generator):
+    assert (generator.info.latent_dim, generator.info.image_shape, generator.info.num_classes) == (8, (28, 28, 1), None)
+    assert generator.info.card["model_name"] == "generator"
+    assert generator.providers == ["CPUExecutionProvider"]
+
+
+def test_generate_float_and_uint8_is_seeded_and_matches_a_plain_session(generator, tiny_export):
+    images = generator.generate(num=5, seed=3)
+    assert images.shape == (5, 28, 28, 1) and images.dtype == np.float32 and np.abs(images).max() <= 1
+    np.testing.assert_array_equal(images, generator.generate(num=5, seed=3))
+    assert not np.array_equal(images, generator.generate(num=5, seed=4))
+    as_bytes = generator.generate(num=5, seed=3, output="uint8")
+    assert as_bytes.dtype == np.uint8 and np.abs(as_bytes.astype(int) - np.rint((images + 1) * 127.5)).max() == 0
+    z = np.random.default_rng(3).standard_normal((5, 8)).astype(np.float32)
+    plain = ort.InferenceSession(str(tiny_export / "onnx" / "generator.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(images, plain.run(["images"], {"z": z})[0], atol=1e-6)
+
+
+def test_large_batches_are_chunked_with_the_same_result(tiny_export):
+    small_chunks = OnnxGenerator(tiny_export / "onnx" / "generator.onnx", device="cpu", max_chunk=7)
+    z = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
+    np.testing.assert_allclose(small_chunks.generate(z=z), OnnxGenerator(tiny_export / "onnx" / "generator.onnx").generate(z=z), atol=1e-6)
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"z": np.zeros((2, 3))}, "must have shape [batch, 8]"),
+    ({"z": np.zeros((0, 8))}, "the batch is empty"),
+    ({"z": np.full((1, 8), np.nan)}, "NaN or infinity"),
+    ({"z": [["a"] * 8]}, "must be numeric"),
+    ({"z": [[1.0] * 8, [1.0] * 7]}, "not a rectangular numeric array"),
+    ({"x": np.zeros((1, 8))}, "missing ['z']; unknown ['x']"),
+    ({"z": np.zeros((1, 8)), "label": [1]}, "unknown ['label']"),
+])
+def test_bad_inputs_name_the_problem(generator, inputs, message):
+    with pytest.raises(InputError) as err:
+        generator.run(inputs)
+    assert message in str(err.value)
+
+
+def test_cuda_is_refused_loudly_when_it_is_not_really_there(tiny_export):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: the refusal cannot be shown here")
+    with pytest.raises(RuntimeError, match="no CUDA provider"):
+        OnnxGenerator(tiny_export / "onnx" / "generator.onnx", device="cuda")
+    assert OnnxGenerator(tiny_export / "onnx" / "generator.onnx", device="auto").providers == ["CPUExecutionProvider"]
+
+
+def test_conditional_model_cycles_classes_and_checks_labels(tiny_conditional_run, tmp_path):
+    from export.run import main
+
+    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(tmp_path)]) == 0
+    generator = OnnxGenerator(tmp_path / "onnx-models" / "generator" / "1" / "model.onnx")
+    assert generator.info.num_classes == 10 and generator.info.card["class_names"][3] == "3"
+    z = np.repeat(np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32), 2, axis=0)
+    two_classes = generator.generate(z=z)  # labels 0 and 1 by default
+    assert not np.allclose(two_classes[0], two_classes[1])
+    np.testing.assert_array_equal(generator.generate(z=z, labels=4)[0], generator.generate(z=z[:1], labels=[4])[0])
+    with pytest.raises(InputError, match=r"must be in \[0, 9\]"):
+        generator.generate(z=z, labels=10)
+
+
+def test_unconditional_model_refuses_labels_and_missing_files_are_named(generator, tmp_path):
+    with pytest.raises(ValueError, match="unconditional"):
+        generator.generate(num=1, labels=1)
+    with pytest.raises(FileNotFoundError, match="missing.onnx does not exist"):
+        OnnxGenerator(tmp_path / "missing.onnx")

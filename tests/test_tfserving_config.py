@@ -1,0 +1,82 @@
+"""TF Serving configs: parsed by TF Serving's own protos (or its documented schema), and consistent."""
+
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+
+from serving.tfserving import config as tfs
+
+
+def documented_message(name: str):
+    """BatchingParameters / MonitoringConfig as TF Serving documents them (session_bundle_config.proto,
+    monitoring_config.proto); tensorflow-serving-api does not ship these two messages."""
+    pool = descriptor_pool.DescriptorPool()
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    from google.protobuf import wrappers_pb2
+
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    pool.Add(wrappers)
+    f = descriptor_pb2.FileDescriptorProto(name="tfs_documented.proto", package="tensorflow.serving",
+                                           syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    T = descriptor_pb2.FieldDescriptorProto
+    batching = f.message_type.add(name="BatchingParameters")
+    for number, field, kind in [(1, "max_batch_size", ".google.protobuf.Int64Value"),
+                                (2, "batch_timeout_micros", ".google.protobuf.Int64Value"),
+                                (3, "max_enqueued_batches", ".google.protobuf.Int64Value"),
+                                (4, "num_batch_threads", ".google.protobuf.Int64Value"),
+                                (5, "thread_pool_name", ".google.protobuf.StringValue")]:
+        batching.field.add(name=field, number=number, type=T.TYPE_MESSAGE, type_name=kind, label=T.LABEL_OPTIONAL)
+    batching.field.add(name="allowed_batch_sizes", number=6, type=T.TYPE_INT64, label=T.LABEL_REPEATED)
+    prometheus = f.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=T.TYPE_BOOL, label=T.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+    monitoring = f.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(name="prometheus_config", number=1, type=T.TYPE_MESSAGE,
+                         type_name=".tensorflow.serving.PrometheusConfig", label=T.LABEL_OPTIONAL)
+    pool.Add(f)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+
+
+def test_models_config_parses_as_model_server_config():
+    from tensorflow_serving.config import model_server_config_pb2
+
+    text = tfs.models_config("generator", "/models/generator", {"stable": 1, "canary": 2})
+    parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    (model,) = parsed.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == ("generator", "/models/generator", "tensorflow")
+    assert list(model.model_version_policy.specific.versions) == [1, 2]
+    assert dict(model.version_labels) == {"stable": 1, "canary": 2}
+    latest = text_format.Parse(tfs.models_config("g", "/m/g"), model_server_config_pb2.ModelServerConfig())
+    assert latest.model_config_list.config[0].model_version_policy.latest.num_versions == 1
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_batching_parameters_use_tf_servings_field_names(device):
+    parsed = text_format.Parse(tfs.batching_parameters(device), documented_message("BatchingParameters")())
+    assert parsed.max_batch_size.value == tfs.BATCHING[device]["max_batch_size"]
+    assert list(parsed.allowed_batch_sizes)[-1] == parsed.max_batch_size.value  # TF Serving requires this
+    assert list(parsed.allowed_batch_sizes) == sorted(parsed.allowed_batch_sizes)
+    assert parsed.num_batch_threads.value >= 1 and parsed.batch_timeout_micros.value > 0
+
+
+def test_monitoring_config_enables_prometheus():
+    parsed = text_format.Parse(tfs.monitoring_config(), documented_message("MonitoringConfig")())
+    assert parsed.prometheus_config.enable and parsed.prometheus_config.path == "/monitoring/prometheus/metrics"
+
+
+def test_committed_files_are_the_generated_defaults():
+    assert (tfs.HERE / "models.config").read_text() == tfs.models_config("generator", "/models/generator", {"stable": 1})
+    assert (tfs.HERE / "batching_parameters_cpu.txt").read_text() == tfs.batching_parameters("cpu")
+    assert (tfs.HERE / "batching_parameters_gpu.txt").read_text() == tfs.batching_parameters("gpu")
+    assert (tfs.HERE / "monitoring.config").read_text() == tfs.monitoring_config()
+
+
+def test_write_deployment_names_the_exported_base_path(tiny_export, capsys):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    assert tfs.main(["--export-dir", str(tiny_export), "--stable", "1"]) == 0
+    text = (tiny_export / "tfserving" / "models.config").read_text()
+    parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    assert parsed.model_config_list.config[0].base_path == "/models/generator"
+    assert (tiny_export / "tfserving" / "generator" / "1" / "saved_model.pb").is_file()
+    assert tfs.main(["--export-dir", str(tiny_export), "--canary", "9"]) == 2
+    assert "not exported: {'canary': 9}" in capsys.readouterr().err
