@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from training.gan import read_scalar
 from training.grid import save_grid
 from training.rundir import RunDirectory
 
@@ -65,8 +66,8 @@ class SampleGrid(keras.callbacks.Callback):
 
             with self.writer.as_default(step=epoch + 1):
                 tf.summary.image("samples", grid[None], max_outputs=1)
-                tf.summary.scalar("learning_rate/discriminator", float(self.model.d_optimizer.learning_rate))
-                tf.summary.scalar("learning_rate/generator", float(self.model.g_optimizer.learning_rate))
+                tf.summary.scalar("learning_rate/discriminator", read_scalar(self.model.d_optimizer.learning_rate))
+                tf.summary.scalar("learning_rate/generator", read_scalar(self.model.g_optimizer.learning_rate))
             self.writer.flush()
 
 
@@ -83,10 +84,10 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.time()
-        self._step_at_begin = int(self.model.g_optimizer.iterations)
+        self._step_at_begin = self.model.step
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.g_optimizer.iterations)
+        step = self.model.step
         row = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
         row.update(epoch=epoch + 1, global_step=step, steps=step - self._step_at_begin,
                    complete=step >= (epoch + 1) * self.steps_per_epoch,
@@ -110,25 +111,38 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Every `every` optimizer steps and at each epoch end, write a resumable checkpoint."""
+    """Every `every` optimizer steps and at each epoch end, write a resumable checkpoint.
+
+    Weights are checked for NaN/Inf first: a diverged model raises instead of replacing the last
+    good checkpoint. `last_saved` is the step of the newest checkpoint on disk (None before any).
+    """
 
     def __init__(self, run: RunDirectory, every: int):
         super().__init__()
         self.run, self.every = run, every
-        self._last_saved = None
+        latest = run.latest_checkpoint()
+        self.last_saved = latest[0] if latest else None
 
-    def _save(self):
-        step = int(self.model.g_optimizer.iterations)
-        if step != self._last_saved:
-            self.run.save_checkpoint(self.model, step)
-            self._last_saved = step
+    def save(self):
+        from training.guards import TrainingDiverged, divergence_message, non_finite_weights
+
+        step = self.model.step
+        if step == self.last_saved:
+            return
+        broken = non_finite_weights(self.model)
+        if broken:
+            raise TrainingDiverged(divergence_message(step, f"{len(broken)} variables hold NaN/Inf, e.g. {broken[0]}",
+                                                      self.last_saved))
+        self.run.save_checkpoint(self.model, step)
+        self.last_saved = step
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.g_optimizer.iterations) % self.every == 0:
-            self._save()
+        # With steps_per_execution > 1 this runs every few steps: compare distances, not multiples.
+        if self.model.step - (self.last_saved or 0) >= self.every:
+            self.save()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._save()
+        self.save()
 
 
 def sample_inputs(latent_dim: int, num_samples: int, num_classes: int | None, seed: int):

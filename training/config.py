@@ -17,7 +17,9 @@ LOSSES = ("bce", "wgan-gp", "hinge")
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
 
 # Keys that may change between a run and its resumption without making it a different run.
-RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "overwrite", "verbose"})
+# Learning rates may change too: lowering them and resuming is the usual answer to divergence.
+RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "overwrite", "verbose", "checkpoint_every",
+                            "d_lr", "g_lr"})
 
 
 class ConfigError(ValueError):
@@ -57,6 +59,8 @@ class TrainConfig:
     # Execution
     strategy: str = _opt("auto", "tf.distribute strategy (auto: mirrored on >1 GPU, one-device on 1 GPU, default on CPU).", choices=STRATEGIES)
     jit_compile: bool = _opt(False, "Compile the train step with XLA.")
+    mixed_precision: bool = _opt(False, "Mixed precision: float16 compute with loss scaling on GPU, bfloat16 on CPU.")
+    deterministic: bool = _opt(False, "TensorFlow op determinism: same seed, bit-identical weights (slower on GPU).")
     steps_per_execution: int = _opt(1, "Train steps run per tf.function call (helps small models).")
     seed: int = _opt(0, "Seed for weights, data order and noise: same seed, same run.")
     # Run directory
@@ -94,6 +98,9 @@ class TrainConfig:
             )
         if self.channels is not None and self.channels not in (1, 3):
             raise ConfigError(f"--channels must be 1 or 3, got {self.channels}.")
+        if self.strategy == "multi-worker" and self.max_minutes:
+            raise ConfigError("--max-minutes is not supported with --strategy multi-worker: workers would stop "
+                              "at different steps. Bound the run with --epochs and --steps-per-epoch instead.")
         if self.dataset in ("folder", "idx") and not self.data_dir:
             raise ConfigError(f"--dataset {self.dataset} needs --data-dir pointing at your files.")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -18,6 +18,12 @@ from keras import ops
 from training.losses import GANLoss, get_loss, gradient_penalty_from_gradients
 
 
+def read_scalar(variable) -> float | int:
+    """A scalar Keras variable's value as a Python number, under any strategy (a mirrored
+    variable refuses int()/float() under MultiWorkerMirroredStrategy)."""
+    return tf.identity(getattr(variable, "value", variable)).numpy().item()
+
+
 def _dense(grads):
     """Class-embedding gradients arrive as IndexedSlices; their cross-replica gather clashes with
     the other collectives of the step (TF aborts with "Collective instance ... expected type").
@@ -52,7 +58,16 @@ class GAN(keras.Model):
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.gp_tracker = keras.metrics.Mean(name="gp")
+        # Train steps taken: the data position and the checkpoint step. Optimizer counters are not
+        # (a loss-scaled step that overflows is skipped by the optimizer but still consumed data).
+        self.global_step = self.add_weight(name="global_step", shape=(), dtype="int64", initializer="zeros",
+                                           trainable=False, aggregation="only_first_replica")
         self.built = True  # the sub-models are functional models, built on creation
+
+    @property
+    def step(self) -> int:
+        """Train steps taken so far, as a Python int (readable under any strategy)."""
+        return int(read_scalar(self.global_step))
 
     @property
     def sampler(self) -> keras.Model:
@@ -113,7 +128,8 @@ class GAN(keras.Model):
     def train_step(self, batch):
         real, labels = batch["images"], batch.get("labels")
         noise, mix = batch["noise"], batch["mix"]
-        # Replica gradients are summed, so each replica's mean loss is scaled by 1/N exactly once.
+        # Replica gradients are summed, so each replica's mean loss is scaled by 1/N exactly once;
+        # `scale_loss` is the identity except under mixed_float16 (LossScaleOptimizer).
         replica_scale = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
 
         for step in range(self.d_steps):
@@ -125,16 +141,17 @@ class GAN(keras.Model):
                 penalty = ops.zeros(())
                 if self.gp_weight:
                     penalty = self._gradient_penalty(real, fake, labels, mix[:, step])
-                scaled_d_loss = (d_loss + self.gp_weight * penalty) * replica_scale
+                scaled_d_loss = self.d_optimizer.scale_loss((d_loss + self.gp_weight * penalty) * replica_scale)
             grads = tape.gradient(scaled_d_loss, self.discriminator.trainable_variables)
             self.d_optimizer.apply(_dense(grads), self.discriminator.trainable_variables)
 
         with tf.GradientTape() as tape:
             fake = self.generator(self._generator_inputs(noise[:, self.d_steps], labels), training=True)
             g_loss = self.loss_fn.generator_loss(self._critic(fake, labels))
-            scaled_g_loss = g_loss * replica_scale
+            scaled_g_loss = self.g_optimizer.scale_loss(g_loss * replica_scale)
         grads = tape.gradient(scaled_g_loss, self.generator.trainable_variables)
         self.g_optimizer.apply(_dense(grads), self.generator.trainable_variables)
+        self.global_step.assign_add(1)
         self._update_ema()
 
         # Trackers get the unscaled per-replica means; Mean's sum-aggregated state averages them.
@@ -144,7 +161,11 @@ class GAN(keras.Model):
         self.d_fake_tracker.update_state(ops.mean(fake_logits))
         if self.gp_weight:
             self.gp_tracker.update_state(penalty)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker logs with a mean over axis 0, which scalars lack (keras#20585).
+            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+        return logs
 
     def _gradient_penalty(self, real, fake, labels, mix):
         mix = ops.reshape(mix, (-1, 1, 1, 1))
@@ -159,7 +180,7 @@ class GAN(keras.Model):
             return
         # Warm-up as in tf.train.ExponentialMovingAverage(num_updates=...): short runs are not
         # dominated by the random initial weights.
-        step = ops.cast(self.g_optimizer.iterations, "float32")
+        step = ops.cast(self.global_step, "float32")
         decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
         for ema_var, var in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
             ema_var.assign(decay * ema_var + (1.0 - decay) * var)

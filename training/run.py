@@ -7,6 +7,7 @@ import sys
 from training.cli import parse_config
 from training.config import ConfigError
 from training.data import DataError
+from training.guards import TrainingDiverged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,11 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         return 130
+    if result.preempted:
+        print(f"preempted: checkpoint written at step {result.global_step}/{result.total_steps}; "
+              "rerun the same command to resume")
+        return 0
     status = "stopped at the time budget" if result.stopped_early else "done"
-    print(f"{status}: {result.global_step}/{result.total_steps} steps in {result.wall_seconds / 60:.1f} min")
+    print(f"{status}: {result.global_step}/{result.total_steps} steps in {result.wall_seconds / 60:.1f} min "
+          f"(generator weights sha256 {result.generator_digest[:16]})")
     return 0
 
 

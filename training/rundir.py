@@ -123,4 +123,8 @@ class RunDirectory:
             return 0
         step, weights = latest
         gan.load_weights(weights)
+        restored = gan.step
+        if restored != step:
+            raise ConfigError(f"Checkpoint {weights} holds step {restored} but checkpoint.json says {step}; "
+                              "the checkpoint directory is inconsistent. Delete the newer file or use --overwrite.")
         return step

@@ -15,6 +15,15 @@ from training.config import ConfigError
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Create the strategy. Call before any other TensorFlow work: MultiWorkerMirroredStrategy must
+    configure collective ops before the runtime starts."""
+    if name == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ConfigError(
+                "--strategy multi-worker needs TF_CONFIG, e.g. "
+                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one-device" if gpus else "default"
@@ -24,13 +33,6 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ConfigError(
-                "--strategy multi-worker needs TF_CONFIG, e.g. "
-                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"Unknown --strategy {name!r}; choose auto, default, one-device, mirrored or multi-worker.")
 
 

@@ -1,0 +1,80 @@
+"""Guards that end training safely: on preemption (SIGTERM) and on divergence (NaN/Inf).
+
+Both act between steps. Preemption writes a checkpoint and stops, so the next run resumes where
+this one stopped. Divergence raises before the checkpoint callback runs, so the last good
+checkpoint and `generator.keras` are never replaced by broken ones.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+
+import keras
+import numpy as np
+
+
+class TrainingDiverged(RuntimeError):
+    """Losses or weights stopped being finite; the message says where and what to try."""
+
+
+def non_finite_weights(model: keras.Model) -> list[str]:
+    """Paths of the variables holding NaN or infinity (empty when all are finite)."""
+    return [v.path for v in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
+
+
+def divergence_message(step: int, what: str, last_good: int | None) -> str:
+    kept = f"The last good checkpoint (step {last_good}) is intact" if last_good is not None else \
+        "No checkpoint had been written yet"
+    return (f"Training diverged at step {step}: {what}. {kept}, and generator.keras was not written. "
+            "Lower --d-lr/--g-lr, try --loss wgan-gp or hinge, or change --seed, then rerun "
+            "(the same --output-dir resumes from that checkpoint; add --overwrite to start over).")
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Raises TrainingDiverged as soon as a logged loss is NaN or infinite."""
+
+    def __init__(self, last_checkpoint=lambda: None):
+        super().__init__()
+        self.last_checkpoint = last_checkpoint
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key in ("d_loss", "g_loss", "gp"):
+            if logs and key in logs:
+                value = float(np.asarray(logs[key]).reshape(-1)[0])
+                if not math.isfinite(value):
+                    step = self.model.step
+                    raise TrainingDiverged(divergence_message(step, f"{key} is {value}", self.last_checkpoint()))
+
+
+class PreemptionGuard(keras.callbacks.Callback):
+    """On SIGTERM (what schedulers send before killing), finish the step, checkpoint, and stop.
+
+    `checkpoint` is called with no arguments to write the backup; `preempted` tells the trainer.
+    """
+
+    def __init__(self, checkpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.preempted = False
+        self._requested = threading.Event()
+        self._previous = None
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: self._requested.set())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._requested.is_set() and not self.preempted:
+            self.checkpoint()
+            self.preempted = True
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+        if self._requested.is_set() and not self.preempted:  # signal arrived during the last step
+            self.checkpoint()
+            self.preempted = True
