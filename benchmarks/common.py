@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmarks: interleaved timing, tables, JSON results, machine facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    import numpy as np  # noqa: F401
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+
+
+def interleaved(variants: dict, rounds: int) -> dict[str, list[float]]:
+    """Call each variant once per round, in turn (A B C A B C ...), so drift on a shared machine
+    hits all of them alike. Each call returns a measurement; all are kept."""
+    results = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            results[name].append(fn())
+    return results
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def table(rows: list[list], headers: list[str]) -> str:
+    cells = [headers] + [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]])
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = {"benchmark": name, "machine": machine(), "unix_time": time.time(), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

@@ -1,0 +1,175 @@
+"""Docker deliverables, checked short of building (no Docker engine here): lint, structure,
+compose consistency, and the onnx-serve stage's dependency set really serving in a fresh venv."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+
+from tests.conftest import REPO
+
+TARGETS = ("train", "tfserving", "onnx-serve")
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def stages() -> dict[str, list[dict]]:
+    """Instructions per named stage, with ARG defaults substituted into FROM lines."""
+    structure = DockerfileParser(str(REPO / "Dockerfile")).structure
+    args = {}
+    result, current = {}, None
+    for item in structure:
+        if item["instruction"] == "ARG" and current is None:
+            name, _, default = item["value"].partition("=")
+            args[name] = default
+        if item["instruction"] == "FROM":
+            value = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], item["value"])
+            image, _, name = value.partition(" AS ")
+            current = name.strip()
+            result[current] = [{"instruction": "FROM", "value": image.strip()}]
+        elif current:
+            result[current].append(item)
+    return result
+
+
+def instructions(stage, kind):
+    return [i["value"] for i in stages()[stage] if i["instruction"] == kind]
+
+
+def test_hadolint_passes():
+    binary = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([binary, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_three_targets_on_pinned_bases():
+    found = stages()
+    assert set(TARGETS) <= set(found)
+    tf_version = re.search(r"ARG TF_VERSION=([\d.]+)", (REPO / "Dockerfile").read_text()).group(1)
+    assert instructions("train", "FROM") == [f"tensorflow/tensorflow:{tf_version}-gpu"]
+    assert instructions("tfserving", "FROM") == [f"tensorflow/serving:{tf_version}"]
+    for target in TARGETS:
+        (image,) = instructions(target, "FROM")
+        name, _, tag = image.partition(":")
+        assert tag and tag != "latest" and re.search(r"\d", tag), f"{target} base {image} is not pinned"
+
+
+def test_tfserving_image_matches_the_tensorflow_used_for_export():
+    import tensorflow as tf
+
+    assert instructions("tfserving", "FROM") == [f"tensorflow/serving:{tf.__version__}"]
+
+
+def test_every_stage_runs_as_a_non_root_user():
+    for target in TARGETS:
+        users = instructions(target, "USER")
+        assert users and users[-1].split(":")[0] not in ("0", "root"), target
+
+
+def test_ports_entrypoints_volumes_and_healthcheck():
+    for target in ("tfserving", "onnx-serve"):
+        assert set(" ".join(instructions(target, "EXPOSE")).split()) == {"8500", "8501"}
+    assert "training.run" in instructions("train", "ENTRYPOINT")[0]
+    assert "/runs" in instructions("train", "VOLUME")[0]
+    tfs_entry = instructions("tfserving", "ENTRYPOINT")[0]
+    for flag in ("--port=8500", "--rest_api_port=8501", "--enable_batching", "--batching_parameters_file",
+                 "--monitoring_config_file"):
+        assert flag in tfs_entry
+    assert "--model_config_file" in instructions("tfserving", "CMD")[0]
+    assert "serving.server" in instructions("onnx-serve", "ENTRYPOINT")[0]
+    assert "/ready" in instructions("onnx-serve", "HEALTHCHECK")[0]
+
+
+def test_onnx_serve_stage_installs_no_tensorflow():
+    serve = PYPROJECT["project"]["optional-dependencies"]["serve"]
+    names = {re.split(r"[<>=\[ ]", d)[0].lower() for d in serve}
+    assert not names & {"tensorflow", "keras", "tf2onnx", "tensorflow-serving-api", "tensorboard"}
+    runs = " ".join(instructions("onnx-serve", "RUN"))
+    assert "['optional-dependencies']['serve']" in runs and "--no-deps ." in runs
+    assert "find_spec('tensorflow')" in runs  # the build itself fails if TensorFlow sneaked in
+
+
+def test_layer_order_installs_dependencies_before_copying_code():
+    for target in ("train", "onnx-serve"):
+        items = [(i["instruction"], i["value"]) for i in stages()[target]]
+        deps = next(n for n, (k, v) in enumerate(items) if k == "RUN" and "tomllib" in v)
+        first_code = next(n for n, (k, v) in enumerate(items) if k == "COPY" and v.split()[0] in ("training/", "serving/"))
+        assert deps < first_code
+
+
+def test_dockerignore_keeps_runs_exports_and_caches_out():
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {"runs/", "exports/", ".git", "**/__pycache__"} <= ignored
+
+
+def test_compose_file_refers_to_targets_paths_and_modules_that_exist(tiny_export):
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"train", "export", "tfserving", "onnx-serve"}
+    for name, service in services.items():
+        if "build" in service:
+            assert service["build"]["target"] in stages() and service["build"]["context"] == "."
+        for volume in service.get("volumes", []):
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            assert source in compose["volumes"], (name, source)
+    assert services["train"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert services["export"]["image"] == services["train"]["image"]
+    text = " ".join(services["export"]["command"])
+    for module in re.findall(r"python -m ([\w.]+)", text):
+        assert (REPO / (module.replace(".", "/") + ".py")).is_file(), module
+    # The subpaths the servers mount are what export.run writes.
+    for service in ("tfserving", "onnx-serve"):
+        subpath = services[service]["volumes"][0]["volume"]["subpath"]
+        assert (tiny_export / subpath / "generator").is_dir(), subpath
+    assert services["tfserving"]["depends_on"]["export"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.slow
+def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
+    venv = tmp_path / "slim"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    serve = PYPROJECT["project"]["optional-dependencies"]["serve"]
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run(pip + serve, check=True, timeout=600)
+    subprocess.run(pip + ["--no-deps", str(REPO)], check=True, timeout=300, cwd=tmp_path)
+    probe = subprocess.run([python, "-c", "import importlib.util as u; print(u.find_spec('tensorflow'), u.find_spec('keras'))"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert probe.stdout.strip() == "None None"
+
+    from tests.test_server import free_port
+
+    rest, grpc_port = free_port(), free_port()
+    server = subprocess.Popen([python, "-m", "serving.server", "--model-base-path",
+                               str(tiny_export / "onnx-models" / "generator"), "--rest-port", str(rest),
+                               "--grpc-port", str(grpc_port)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{rest}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        response = httpx.post(f"http://127.0.0.1:{rest}/v1/models/generator:predict",
+                              json={"instances": np.zeros((2, 8)).tolist()}, timeout=10)
+        assert response.status_code == 200
+        assert np.array(response.json()["predictions"]).shape == (2, 28, 28, 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert server.returncode == 0
