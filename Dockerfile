@@ -3,6 +3,7 @@
 #   train       TensorFlow GPU image + this package; entrypoint `python -m training.run`
 #   tfserving   TensorFlow Serving pinned to the TensorFlow version used for export, with the model
 #   onnx-serve  slim Python + onnxruntime server (no TensorFlow), entrypoint `python -m serving.server`
+#   onnx-serve-gpu  the same with onnxruntime-gpu on a CUDA runtime base
 #
 #   docker build --target train -t gan-train .
 #   docker build --target tfserving --build-context model_repository=exports/tfserving -t gan-tfserving .
@@ -77,4 +78,34 @@ EXPOSE 8500 8501
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/ready', timeout=2).status != 200)"]
 ENTRYPOINT ["python", "-m", "serving.server", "--host", "0.0.0.0"]
+CMD ["--model-base-path", "/models/generator"]
+
+# ------------------------------------------------------------------------------------- onnx-serve-gpu
+# The same server with onnxruntime-gpu on a CUDA runtime base; run it with `--device cuda`, which
+# refuses to start when the CUDA provider is not really active.
+FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 AS onnx-serve-gpu
+ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
+# DL3008 (pin apt versions): the CUDA base image pins the distribution; python3 follows it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+WORKDIR /opt/gan
+COPY pyproject.toml README.md ./
+# The `serve` extra with onnxruntime swapped for onnxruntime-gpu.
+# hadolint ignore=DL3013
+RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']; deps = [d.replace('onnxruntime', 'onnxruntime-gpu', 1) if d.startswith('onnxruntime') else d for d in deps]; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
+COPY serving/ serving/
+COPY training/ training/
+COPY export/ export/
+RUN python -m pip install --no-cache-dir --no-deps . \
+    && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)" \
+    && useradd --create-home --uid 10001 --user-group serve
+COPY --from=onnx_models / /models/
+USER 10001:10001
+EXPOSE 8500 8501
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/ready', timeout=2).status != 200)"]
+ENTRYPOINT ["python", "-m", "serving.server", "--host", "0.0.0.0", "--device", "cuda"]
 CMD ["--model-base-path", "/models/generator"]

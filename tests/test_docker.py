@@ -20,7 +20,7 @@ from dockerfile_parse import DockerfileParser
 
 from tests.conftest import REPO
 
-TARGETS = ("train", "tfserving", "onnx-serve")
+TARGETS = ("train", "tfserving", "onnx-serve", "onnx-serve-gpu")
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
@@ -78,7 +78,7 @@ def test_every_stage_runs_as_a_non_root_user():
 
 
 def test_ports_entrypoints_volumes_and_healthcheck():
-    for target in ("tfserving", "onnx-serve"):
+    for target in ("tfserving", "onnx-serve", "onnx-serve-gpu"):
         assert set(" ".join(instructions(target, "EXPOSE")).split()) == {"8500", "8501"}
     assert "training.run" in instructions("train", "ENTRYPOINT")[0]
     assert "/runs" in instructions("train", "VOLUME")[0]
@@ -95,13 +95,16 @@ def test_onnx_serve_stage_installs_no_tensorflow():
     serve = PYPROJECT["project"]["optional-dependencies"]["serve"]
     names = {re.split(r"[<>=\[ ]", d)[0].lower() for d in serve}
     assert not names & {"tensorflow", "keras", "tf2onnx", "tensorflow-serving-api", "tensorboard"}
-    runs = " ".join(instructions("onnx-serve", "RUN"))
-    assert "['optional-dependencies']['serve']" in runs and "--no-deps ." in runs
-    assert "find_spec('tensorflow')" in runs  # the build itself fails if TensorFlow sneaked in
+    for target in ("onnx-serve", "onnx-serve-gpu"):
+        runs = " ".join(instructions(target, "RUN"))
+        assert "['optional-dependencies']['serve']" in runs and "--no-deps ." in runs
+        assert "find_spec('tensorflow')" in runs  # the build itself fails if TensorFlow sneaked in
+    assert "onnxruntime-gpu" in " ".join(instructions("onnx-serve-gpu", "RUN"))
+    assert "--device" in instructions("onnx-serve-gpu", "ENTRYPOINT")[0]
 
 
 def test_layer_order_installs_dependencies_before_copying_code():
-    for target in ("train", "onnx-serve"):
+    for target in ("train", "onnx-serve", "onnx-serve-gpu"):
         items = [(i["instruction"], i["value"]) for i in stages()[target]]
         deps = next(n for n, (k, v) in enumerate(items) if k == "RUN" and "tomllib" in v)
         first_code = next(n for n, (k, v) in enumerate(items) if k == "COPY" and v.split()[0] in ("training/", "serving/"))
