@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST_TEST_DIR = REPO.parent / "shared" / "data" / "mnist-test"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Domain classifiers are cached per session, never in the user's home.
+os.environ.setdefault("GAN_SERVE_CACHE", tempfile.mkdtemp(prefix="gan-serve-test-cache-"))
 
 
 @pytest.fixture(scope="session")

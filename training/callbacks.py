@@ -71,6 +71,30 @@ class SampleGrid(keras.callbacks.Callback):
             self.writer.flush()
 
 
+class Evaluation(keras.callbacks.Callback):
+    """Every `every` epochs: FID/KID of the sampled generator into the logs (so history.json and
+    TensorBoard get them), and `save_best(fid)` when the FID is the best so far."""
+
+    def __init__(self, evaluator, every: int, conditional: bool, latent_dim: int, run: RunDirectory, save_best):
+        super().__init__()
+        self.evaluator, self.every, self.conditional, self.latent_dim = evaluator, every, conditional, latent_dim
+        self.run, self.save_best = run, save_best
+        best = self.run.read_best()
+        self.best_fid = best["fid"] if best else float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        from training.evaluate import keras_sampler
+
+        result = self.evaluator.evaluate(keras_sampler(self.model.sampler), self.latent_dim, self.conditional)
+        if logs is not None:
+            logs.update(fid=result["fid"], kid=result["kid"])
+        if result["fid"] < self.best_fid:
+            self.best_fid = result["fid"]
+            self.save_best({"epoch": epoch + 1, "global_step": self.model.step, **result})
+
+
 class HistoryWriter(keras.callbacks.Callback):
     """Keeps `history.json`: one row per epoch (losses, images/s, steps, wall time), rewritten atomically.
 

@@ -19,7 +19,7 @@ STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
 # Keys that may change between a run and its resumption without making it a different run.
 # Learning rates may change too: lowering them and resuming is the usual answer to divergence.
 RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "overwrite", "verbose", "checkpoint_every",
-                            "d_lr", "g_lr"})
+                            "d_lr", "g_lr", "eval_every", "eval_samples"})
 
 
 class ConfigError(ValueError):
@@ -68,6 +68,8 @@ class TrainConfig:
     overwrite: bool = _opt(False, "Replace an existing run directory whose config differs.")
     checkpoint_every: int = _opt(200, "Write a checkpoint every N steps (and at each epoch end).")
     num_samples: int = _opt(64, "Images in each sample grid (one row per class when conditional).")
+    eval_every: int | None = _opt(None, "Every N epochs, log FID/KID (domain-classifier features) and keep the best generator.")
+    eval_samples: int = _opt(2000, "Generated images per evaluation during training.")
     max_minutes: float | None = _opt(None, "Stop cleanly after this wall-clock budget, still writing all artifacts.")
     verbose: int = _opt(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
 
@@ -80,8 +82,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError on values no run can use; return self for chaining."""
         positive = ["latent_dim", "width", "batch_size", "epochs", "steps_per_execution",
-                    "checkpoint_every", "num_samples"]
-        positive += [k for k in ("image_size", "channels", "steps_per_epoch", "d_steps", "max_minutes")
+                    "checkpoint_every", "num_samples", "eval_samples"]
+        positive += [k for k in ("image_size", "channels", "steps_per_epoch", "d_steps", "max_minutes", "eval_every")
                      if getattr(self, k) is not None]
         for key in positive:
             if getattr(self, key) <= 0:

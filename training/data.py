@@ -204,10 +204,15 @@ def conform(images: np.ndarray, image_size: int, channels: int) -> np.ndarray:
 
 
 def load_data(dataset: str, data_dir: str | None = None, image_size: int | None = None,
-              channels: int | None = None, conditional: bool = False) -> ImageData:
-    """Load `dataset` and conform it to the requested size and channels (defaults: its own)."""
+              channels: int | None = None, conditional: bool = False, keep_labels: bool = False) -> ImageData:
+    """Load `dataset` and conform it to the requested size and channels (defaults: its own).
+
+    Labels are required with `conditional`, kept when present with `keep_labels` (evaluation),
+    and dropped otherwise.
+    """
     if dataset == "folder":
-        data = load_folder(data_dir, image_size or 64, channels or 3, conditional)
+        labelled = conditional or (keep_labels and _all_in_class_folders(data_dir))
+        data = load_folder(data_dir, image_size or 64, channels or 3, labelled)
     elif dataset == "idx":
         data = load_idx(data_dir)
     elif dataset == "mnist-sample":
@@ -227,9 +232,16 @@ def load_data(dataset: str, data_dir: str | None = None, image_size: int | None 
     if data.images.shape[1] != data.images.shape[2]:
         raise DataError(f"{dataset} images are {data.images.shape[1]}x{data.images.shape[2]}; only square images are supported.")
     data.images = conform(data.images, image_size or native_size, channels or data.images.shape[-1])
-    if not conditional:
+    if not (conditional or keep_labels):
         data.labels, data.class_names = None, None
     return data
+
+
+def _all_in_class_folders(data_dir) -> bool:
+    root = _existing_dir(data_dir, "folder")
+    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    classes = {p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1}
+    return bool(files) and len(classes) > 1 and all(len(p.relative_to(root).parts) > 1 for p in files)
 
 
 # -- pipeline -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
     <run>/checkpoints/           ckpt-<step>.weights.h5 + checkpoint.json (the pointer to the latest)
     <run>/history.json           one row per epoch
     <run>/generator.keras        the final (EMA) generator; discriminator.keras beside it
+    <run>/generator_best.keras   with --eval-every: the generator with the best FID so far (best.json)
 
 Every file is written to a temporary name and renamed, so a crash never leaves half of one, and
 `checkpoint.json` is renamed into place only after the weights it points to are complete.
@@ -34,6 +35,8 @@ class RunDirectory:
         self.history_path = self.root / "history.json"
         self.generator_path = self.root / "generator.keras"
         self.discriminator_path = self.root / "discriminator.keras"
+        self.best_generator_path = self.root / "generator_best.keras"
+        self.best_path = self.root / "best.json"
 
     # -- creation and resumption ----------------------------------------------------------------
 
@@ -90,6 +93,14 @@ class RunDirectory:
         kept = [r for r in rows if r["epoch"] <= last_epoch]
         if len(kept) != len(rows):
             self.write_history(kept)
+
+    def read_best(self) -> dict | None:
+        return read_json(self.best_path) if self.best_path.is_file() else None
+
+    def save_best(self, model, result: dict) -> None:
+        """The generator file first, then best.json: the record never points at a missing model."""
+        self.save_model(model, self.best_generator_path)
+        write_json_atomic(self.best_path, result)
 
     def save_model(self, model, path: Path) -> None:
         with atomic_path(path, suffix=".keras") as tmp:

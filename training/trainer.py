@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.callbacks import (Checkpoint, HistoryWriter, SampleGrid, Throughput, TimeBudget,
+from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, SampleGrid, Throughput, TimeBudget,
                                 sample_inputs, tensorboard_callbacks)
 from training.config import ConfigError, TrainConfig
 from training.data import ImageData, load_data, make_pipeline
@@ -162,6 +162,8 @@ def train(config: TrainConfig) -> RunResult:
             callbacks = [Throughput(config.batch_size), DivergenceGuard(lambda: checkpoint.last_saved)]
             if chief:
                 tensorboard, writer = tensorboard_callbacks(run.tensorboard_dir)
+                if config.eval_every:
+                    callbacks.append(_evaluation(config, data, gan, run))
                 callbacks += [SampleGrid(run, inputs, rows, writer), tensorboard, HistoryWriter(run, steps_per_epoch)]
             callbacks += [checkpoint] + [c for c in (budget, preemption) if c]
 
@@ -193,6 +195,22 @@ def train(config: TrainConfig) -> RunResult:
               f"samples: {run.samples_dir.name}/, TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
     return RunResult(run.root, step, total_steps, bool(budget and budget.triggered), time.time() - started,
                      run.read_history() if chief else [], preempted, weights_digest(generator))
+
+
+def _evaluation(config: TrainConfig, data: ImageData, gan: GAN, run: RunDirectory):
+    """FID/KID during training against the run's own data (labels kept for the classifier if any)."""
+    from training.evaluate import Evaluator
+
+    real = data
+    if data.labels is None:
+        real = load_data(config.dataset, config.data_dir, config.image_size, config.channels, keep_labels=True)
+    evaluator = Evaluator(real, config.eval_samples, config.seed)
+    print(f"evaluation: FID/KID every {config.eval_every} epoch(s) on {evaluator.num_samples} samples; "
+          f"real-vs-real FID {evaluator.floor['fid']:.3f}; classifier {evaluator.classifier.describe()}", flush=True)
+
+    def save_best(result):
+        run.save_best(float32_generator(config, data.num_classes, gan.sampler), result)
+    return Evaluation(evaluator, config.eval_every, gan.conditional, config.latent_dim, run, save_best)
 
 
 def _announce(config, data, strategy, steps_per_epoch, start_step, run, policy):

@@ -1,0 +1,132 @@
+"""FID, KID and class coverage on known cases, the evaluator on real data and noise, and its CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from training.fid import class_coverage, fid, frechet_distance, kid, mmd2_unbiased, polynomial_kernel
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_of_a_shift_is_its_squared_norm():
+    x = np.random.default_rng(0).standard_normal((500, 16))
+    assert fid(x, x) == pytest.approx(0.0, abs=1e-6)
+    shift = np.zeros(16)
+    shift[:4] = 1.0
+    assert fid(x, x + shift) == pytest.approx(4.0, rel=1e-6)
+
+
+def test_frechet_distance_matches_the_closed_form_for_isotropic_gaussians():
+    d = 8
+    # N(0, aI) vs N(0, bI): d * (sqrt(a) - sqrt(b))^2
+    assert frechet_distance(np.zeros(d), 4 * np.eye(d), np.zeros(d), np.eye(d)) == pytest.approx(d * 1.0)
+    # Rank-deficient covariances (fewer samples than dimensions) stay real, finite and non-negative.
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((5, 32)), rng.standard_normal((5, 32)) * 3
+    value = fid(a, b)
+    assert np.isfinite(value) and value > 0
+
+
+def test_kid_is_exact_on_point_masses_and_unbiased_on_one_distribution():
+    a, b = np.ones((50, 4)), np.full((50, 4), 2.0)
+    expected = polynomial_kernel(a[:1], a[:1]) + polynomial_kernel(b[:1], b[:1]) - 2 * polynomial_kernel(a[:1], b[:1])
+    assert mmd2_unbiased(a, b) == pytest.approx(float(expected[0, 0]))
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((4000, 8)), rng.standard_normal((4000, 8))
+    mean, std = kid(x, y, subsets=40, subset_size=200)
+    # The biased (V-statistic) estimator keeps the diagonal and sits well above zero; ours averages to ~0.
+    k = lambda u, v: polynomial_kernel(u, v).mean()  # noqa: E731
+    biased = k(x[:200], x[:200]) + k(y[:200], y[:200]) - 2 * k(x[:200], y[:200])
+    assert abs(mean) < 3 * std / np.sqrt(40) + 1e-3
+    assert biased > 10 * abs(mean)
+    shifted_mean, _ = kid(x, y + 1.0, subsets=10, subset_size=200)
+    assert shifted_mean > 20 * std
+
+
+def test_class_coverage_sees_mode_collapse():
+    real = np.repeat(np.arange(10), 10)
+    balanced = class_coverage(np.repeat(np.arange(10), 5), real, 10)
+    collapsed = class_coverage(np.full(50, 3), real, 10, probabilities=np.full((50, 10), 0.1))
+    assert balanced["kl_from_real"] == pytest.approx(0.0, abs=1e-6) and balanced["classes_covered"] == 10
+    assert collapsed["kl_from_real"] == pytest.approx(np.log(10), rel=1e-3) and collapsed["classes_covered"] == 1
+    assert collapsed["histogram"][3] == 50 and collapsed["mean_confidence"] == pytest.approx(0.1)
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    from training.data import load_data
+    from training.evaluate import Evaluator
+
+    return Evaluator(load_data("mnist-sample", keep_labels=True), num_samples=500)
+
+
+def test_the_domain_classifier_is_accurate_on_held_out_digits(evaluator):
+    assert evaluator.classifier.task == "classes" and evaluator.classifier.accuracy > 0.9
+
+
+def test_real_digits_score_near_the_floor_and_noise_scores_far_from_it(evaluator):
+    from training.classifier import to_unit_range
+
+    real = to_unit_range(evaluator.real.images)
+    rng = np.random.default_rng(0)
+
+    def real_sampler(z, labels):  # held-out style: real digits picked at random
+        return real[rng.integers(0, len(real), len(z))]
+
+    def noise_sampler(z, labels):
+        return np.clip(rng.standard_normal((len(z), 28, 28, 1)), -1, 1).astype(np.float32)
+
+    good = evaluator.evaluate(real_sampler, 8, conditional=False)
+    bad = evaluator.evaluate(noise_sampler, 8, conditional=False)
+    assert good["fid"] < 3 * evaluator.floor["fid"] + 1.0
+    assert bad["fid"] > 50 * good["fid"] and bad["kid"] > 50 * max(good["kid"], 1e-3)
+    assert good["class_coverage"]["classes_covered"] == 10 and good["class_coverage"]["kl_from_real"] < 0.1
+    assert bad["class_coverage"]["kl_from_real"] > good["class_coverage"]["kl_from_real"]
+
+
+def test_evaluate_cli_on_an_onnx_model_and_a_run_directory(tiny_export, tiny_run, tmp_path, capsys):
+    from training.evaluate import main
+
+    out = tmp_path / "report.json"
+    assert main(["--model", str(tiny_export / "onnx" / "generator.onnx"), "--num-samples", "200",
+                 "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {"fid", "kid", "kid_std", "fid_real_vs_real", "class_coverage", "classifier"} <= set(report)
+    assert report["fid"] > report["fid_real_vs_real"]  # a 3-step generator is far from real digits
+    assert "FID" in capsys.readouterr().out
+    assert main(["--run-dir", str(tiny_run), "--num-samples", "200"]) == 0
+    assert json.loads((tiny_run / "evaluation.json").read_text())["num_samples"] == 200
+    assert main(["--model", str(tmp_path / "missing.onnx")]) == 2
+
+
+def test_inception_fid_from_a_local_weights_file(tmp_path):
+    import keras
+
+    from training.data import load_data
+    from training.evaluate import Evaluator
+
+    weights = tmp_path / "inception_notop.weights.h5"
+    keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
+                                   input_shape=(299, 299, 3)).save_weights(weights)
+    real = load_data("mnist-sample", keep_labels=True)
+    evaluator = Evaluator(real, num_samples=12, inception_weights=str(weights))
+    noise = evaluator.evaluate(lambda z, labels: np.zeros((len(z), 28, 28, 1), np.float32), 8, False)
+    assert np.isfinite(noise["inception_fid"]) and noise["inception_fid"] >= 0
+    assert np.isfinite(noise["inception_fid_real_vs_real"])
+
+
+def test_eval_every_logs_fid_and_keeps_the_best_generator(tmp_path):
+    from training.config import TrainConfig
+    from training.trainer import train
+
+    run = tmp_path / "run"
+    result = train(TrainConfig(width=4, latent_dim=8, batch_size=16, epochs=2, steps_per_epoch=3, verbose=0,
+                               eval_every=1, eval_samples=200, output_dir=str(run)))
+    assert all("fid" in row and "kid" in row for row in result.history)
+    best = json.loads((run / "best.json").read_text())
+    assert best["fid"] == min(row["fid"] for row in result.history)
+    import keras
+
+    import training  # noqa: F401
+
+    assert keras.models.load_model(run / "generator_best.keras").output_shape == (None, 28, 28, 1)
