@@ -45,3 +45,18 @@ def save(name: str, payload: dict) -> Path:
     payload = {"benchmark": name, "machine": machine(), "unix_time": time.time(), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def fit_rate(model, dataset, steps: int, batch_size: int, steps_per_execution: int = 1) -> float:
+    """Images/s of `model.fit` over `steps` steps, timed between batch ends so that the first call
+    (which may trace the train function) is left out."""
+    import keras
+
+    stamps = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            stamps.append(time.perf_counter())
+
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[Timer()])
+    return (len(stamps) - 1) * steps_per_execution * batch_size / (stamps[-1] - stamps[0])

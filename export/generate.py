@@ -10,7 +10,6 @@ Class-conditional models draw one row per class. Exit 2 on a path that is not an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,51 +19,18 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-class ArtifactError(ValueError):
-    pass
-
-
-def _onnx_runner(path: Path):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    latent_dim = int(session.get_inputs()[0].shape[1])
-    num_classes = int(meta.get("num_classes", "0")) or None
-    return (lambda inputs: session.run(["images"], inputs)[0]), latent_dim, num_classes
-
-
-def _savedmodel_runner(path: Path):
-    import tensorflow as tf
-
-    if not (path / "saved_model.pb").is_file():
-        versions = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
-        if not versions:
-            raise ArtifactError(f"{path} is neither a SavedModel nor a base path with numbered versions.")
-        path = path / str(versions[-1])
-    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-    specs = fn.structured_input_signature[1]
-    latent_dim = int(specs["z"].shape[1])
-    card_path = path / "assets.extra" / "model_card.json"
-    num_classes = json.loads(card_path.read_text()).get("num_classes") if card_path.is_file() else None
-    if "label" in specs and not num_classes:
-        raise ArtifactError(f"{path} is class-conditional but has no assets.extra/model_card.json to give its classes.")
-    return (lambda inputs: fn(**{k: tf.constant(v) for k, v in inputs.items()})["images"].numpy()), latent_dim, num_classes
-
-
 def generate(model: str | Path, num: int, seed: int) -> tuple[np.ndarray, int | None]:
     """Images in [-1, 1] from an artifact, and the grid's row count (classes, when conditional)."""
-    path = Path(model)
-    if not path.exists():
-        raise ArtifactError(f"--model {path} does not exist.")
-    run, latent_dim, num_classes = _onnx_runner(path) if path.suffix == ".onnx" else _savedmodel_runner(path)
+    from training.evaluate import load_sampler
+
+    sampler = load_sampler(model)
     rng = np.random.default_rng(seed)
-    if num_classes:
-        per_class = max(1, -(-num // num_classes))
-        labels = np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
-        z = rng.standard_normal((len(labels), latent_dim)).astype(np.float32)
-        return run({"z": z, "label": labels}), num_classes
-    return run({"z": rng.standard_normal((num, latent_dim)).astype(np.float32)}), None
+    if sampler.conditional:
+        per_class = max(1, -(-num // sampler.num_classes))
+        labels = np.repeat(np.arange(sampler.num_classes, dtype=np.int32), per_class)
+        z = rng.standard_normal((len(labels), sampler.latent_dim)).astype(np.float32)
+        return sampler.sample(z, labels), sampler.num_classes
+    return sampler.sample(rng.standard_normal((num, sampler.latent_dim)).astype(np.float32), None), None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.num <= 0:
         parser.error("--num must be positive")
+    from training.data import DataError
+
     try:
         images, rows = generate(args.model, args.num, args.seed)
-    except ArtifactError as err:
+    except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from training.grid import save_grid

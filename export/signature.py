@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from training.models import class_count
+
 SIGNATURE_NAME = "serving_default"
 OUTPUT_NAME = "images"
 
@@ -28,8 +30,7 @@ class GeneratorSpec:
         """Read the shapes off the model itself; the class count is its class embedding's size."""
         latent_dim = int(generator.inputs[0].shape[-1])
         image_shape = tuple(int(d) for d in generator.outputs[0].shape[1:])
-        num_classes = _embedding_rows(generator) if len(generator.inputs) > 1 else None
-        return cls(latent_dim, image_shape, num_classes)
+        return cls(latent_dim, image_shape, class_count(generator))
 
     @property
     def input_signature(self) -> list[tf.TensorSpec]:
@@ -41,13 +42,6 @@ class GeneratorSpec:
     @property
     def input_names(self) -> list[str]:
         return [s.name for s in self.input_signature]
-
-
-def _embedding_rows(generator: keras.Model) -> int:
-    for layer in generator.layers:
-        if isinstance(layer, keras.layers.Embedding):
-            return int(layer.input_dim)
-    raise ValueError("a two-input generator without a class embedding is not one of ours")
 
 
 def serving_function(generator: keras.Model, spec: GeneratorSpec):

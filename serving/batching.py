@@ -1,9 +1,10 @@
 """Dynamic batching: concurrent requests for one model are merged into one onnxruntime call.
 
-A request waits at most `max_queue_delay_ms` for others to join it; a batch closes when it reaches
-`max_batch_size` rows. At most `num_batch_threads` batches run at once, off the event loop (the
-onnxruntime session is thread-safe and releases the GIL). With batching off, every request runs
-on its own.
+At most `num_batch_threads` batches run at once, off the event loop (the onnxruntime session is
+thread-safe and releases the GIL). While all runners are busy, arriving requests queue and leave
+together as the next batch (up to `max_batch_size` rows). Once a runner is free, the batch waits
+at most `max_queue_delay_ms` after its first request for others to join (0: leave at once, so an
+idle server adds no latency). With batching off, every request runs on its own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from serving.onnx_generator import OnnxGenerator
 
 
 class DynamicBatcher:
-    def __init__(self, model: OnnxGenerator, max_batch_size: int = 32, max_queue_delay_ms: float = 2.0,
+    def __init__(self, model: OnnxGenerator, max_batch_size: int = 32, max_queue_delay_ms: float = 0.0,
                  num_batch_threads: int = 2, enabled: bool = True, on_batch=None):
         self.model = model
         self.max_batch_size = max_batch_size
@@ -62,6 +63,9 @@ class DynamicBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
+                # Wait for a free runner first: requests arriving meanwhile join the next batch, so
+                # batches grow with load on their own and an idle server adds no delay.
+                await self._slots.acquire()
                 deadline = self._queue[0][2] + self.max_queue_delay
                 while self._rows_queued() < self.max_batch_size and time.monotonic() < deadline:
                     try:
@@ -69,9 +73,7 @@ class DynamicBatcher:
                     except asyncio.TimeoutError:
                         break
                     self._wakeup.clear()
-                batch = self._take_batch()
-                await self._slots.acquire()
-                task = asyncio.get_running_loop().create_task(self._run(batch))
+                task = asyncio.get_running_loop().create_task(self._run(self._take_batch()))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per call (0: its default).")
     p.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True, help="Dynamic batching.")
     p.add_argument("--max-batch-size", type=int, default=32, help="Rows per batched onnxruntime call.")
-    p.add_argument("--batch-timeout-ms", type=float, default=2.0, help="Longest a request waits for others to join.")
+    p.add_argument("--batch-timeout-ms", type=float, default=0.0,
+                   help="Longest a batch waits for more requests once a runner is free (0: natural batching only).")
     p.add_argument("--num-batch-threads", type=int, default=2, help="Batches run at once.")
     p.add_argument("--max-request-batch", type=int, default=256, help="Most rows one request may ask for.")
     p.add_argument("--max-body-bytes", type=int, default=16 << 20, help="Largest request body (REST and gRPC).")

@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +99,22 @@ class InceptionFeatures:
         return np.concatenate(out)
 
 
-def load_sampler(model: str | Path):
-    """(sample(z, labels) -> images in [-1, 1], latent_dim, conditional, image_shape) for any artifact."""
+@dataclass(frozen=True)
+class Sampler:
+    """Any generator artifact behind one call: `sample(z, labels)` -> images in [-1, 1]."""
+
+    sample: Callable
+    latent_dim: int
+    num_classes: int | None
+    image_shape: tuple[int, ...]
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.num_classes)
+
+
+def load_sampler(model: str | Path) -> Sampler:
+    """A .onnx file, a .keras file, a SavedModel version directory or a TF Serving base path."""
     path = Path(model)
     if not path.exists():
         raise DataError(f"--model {path} does not exist.")
@@ -110,15 +126,16 @@ def load_sampler(model: str | Path):
 
         def sample(z, labels):
             return generator.run({"z": z, **({"label": labels} if labels is not None else {})})
-        return sample, info.latent_dim, bool(info.num_classes), info.image_shape
+        return Sampler(sample, info.latent_dim, info.num_classes, info.image_shape)
     if path.suffix == ".keras":
         import keras
 
         import training  # noqa: F401
+        from training.models import class_count
 
         generator = keras.models.load_model(path, compile=False)
-        return keras_sampler(generator), int(generator.inputs[0].shape[-1]), len(generator.inputs) > 1, \
-            tuple(generator.outputs[0].shape[1:])
+        return Sampler(keras_sampler(generator), int(generator.inputs[0].shape[-1]), class_count(generator),
+                       tuple(generator.outputs[0].shape[1:]))
     import tensorflow as tf
 
     if not (path / "saved_model.pb").is_file():
@@ -128,11 +145,16 @@ def load_sampler(model: str | Path):
         path = path / str(versions[-1])
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]
     specs = fn.structured_input_signature[1]
+    card = path / "assets.extra" / "model_card.json"
+    num_classes = json.loads(card.read_text()).get("num_classes") if card.is_file() else None
+    if "label" in specs and not num_classes:
+        raise DataError(f"{path} is class-conditional but has no assets.extra/model_card.json to give its classes.")
 
     def sample(z, labels):
         inputs = {"z": tf.constant(z), **({"label": tf.constant(labels)} if labels is not None else {})}
         return fn(**inputs)["images"].numpy()
-    return sample, int(specs["z"].shape[1]), "label" in specs, tuple(fn.structured_outputs["images"].shape[1:])
+    return Sampler(sample, int(specs["z"].shape[1]), num_classes if "label" in specs else None,
+                   tuple(fn.structured_outputs["images"].shape[1:]))
 
 
 def keras_sampler(generator):
@@ -178,16 +200,17 @@ def main(argv: list[str] | None = None) -> int:
             if not (run / "config.json").is_file() or not (run / "generator.keras").is_file():
                 raise DataError(f"{run} is not a finished run directory (needs config.json and generator.keras).")
             config = json.loads((run / "config.json").read_text())
-            sample, latent_dim, conditional, shape = load_sampler(run / "generator.keras")
+            sampler = load_sampler(run / "generator.keras")
             real = load_data(config["dataset"], config["data_dir"], config["image_size"], config["channels"],
-                             conditional=conditional, keep_labels=True)
+                             conditional=sampler.conditional, keep_labels=True)
             output = Path(args.output) if args.output else run / "evaluation.json"
         else:
-            sample, latent_dim, conditional, shape = load_sampler(args.model)
-            real = load_data(args.dataset, args.data_dir, shape[0], shape[-1], conditional=conditional, keep_labels=True)
+            sampler = load_sampler(args.model)
+            real = load_data(args.dataset, args.data_dir, sampler.image_shape[0], sampler.image_shape[-1],
+                             conditional=sampler.conditional, keep_labels=True)
             output = Path(args.output) if args.output else None
         evaluator = Evaluator(real, args.num_samples, args.seed, args.inception_weights)
-        result = evaluator.evaluate(sample, latent_dim, conditional)
+        result = evaluator.evaluate(sampler.sample, sampler.latent_dim, sampler.conditional)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

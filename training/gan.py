@@ -135,8 +135,11 @@ class GAN(keras.Model):
         for step in range(self.d_steps):
             fake = self.generator(self._generator_inputs(noise[:, step], labels), training=True)
             with tf.GradientTape() as tape:
-                real_logits = self._critic(real, labels)
-                fake_logits = self._critic(fake, labels)
+                # One critic pass over [real; fake]: bigger convolutions run faster than two halves,
+                # and the critic has no batch statistics, so the result is the same.
+                both_labels = None if labels is None else ops.concatenate([labels, labels], axis=0)
+                logits = self._critic(ops.concatenate([real, fake], axis=0), both_labels)
+                real_logits, fake_logits = ops.split(logits, 2, axis=0)
                 d_loss = self.loss_fn.discriminator_loss(real_logits, fake_logits)
                 penalty = ops.zeros(())
                 if self.gp_weight:

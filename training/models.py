@@ -120,3 +120,13 @@ def build_discriminator(
         return keras.Model([images, label], logits, name=name)
     logits = layers.Dense(1, dtype="float32", name="logits")(features)
     return keras.Model(images, logits, name=name)
+
+
+def class_count(generator: keras.Model) -> int | None:
+    """Classes of a conditional generator (its class embedding's rows); None when unconditional."""
+    if len(generator.inputs) < 2:
+        return None
+    for layer in generator.layers:
+        if isinstance(layer, layers.Embedding):
+            return int(layer.input_dim)
+    raise ValueError(f"{generator.name} takes two inputs but has no class embedding: not one of ours")
