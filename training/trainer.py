@@ -82,24 +82,28 @@ def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
 
 
 @contextlib.contextmanager
-def precision_policy(mixed: bool):
-    """mixed_float16 on GPU, mixed_bfloat16 on CPU, for the duration of the block."""
-    import tensorflow as tf
-
+def global_dtype_policy(name: str):
+    """Keras's global dtype policy set to `name` for the duration of the block."""
     previous = keras.mixed_precision.global_policy()
-    if mixed:
-        keras.mixed_precision.set_global_policy(
-            "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16")
+    keras.mixed_precision.set_global_policy(name)
     try:
-        yield keras.mixed_precision.global_policy().name
+        yield name
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
 
+def precision_policy(mixed: bool):
+    """mixed_float16 on GPU, mixed_bfloat16 on CPU, float32 without --mixed-precision."""
+    import tensorflow as tf
+
+    if not mixed:
+        return global_dtype_policy("float32")
+    return global_dtype_policy("mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16")
+
+
 def float32_generator(config: TrainConfig, num_classes: int | None, trained: keras.Model) -> keras.Model:
     """The trained weights in a float32 model: what is saved, exported and served."""
-    with precision_policy(False):
-        keras.mixed_precision.set_global_policy("float32")
+    with global_dtype_policy("float32"):
         generator = build_generator(config.image_size, config.channels, config.latent_dim, config.width, num_classes)
     generator.set_weights(trained.get_weights())
     return generator
