@@ -115,14 +115,13 @@ def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generat
             raise ParityError("Parity check failed, nothing was published:\n  " + "\n  ".join(report.failures))
 
         version_dir, onnx_path = base / str(version), output_dir / "onnx" / f"{model_name}.onnx"
-        artifacts = {p.name: p for p in sorted(stage.rglob("*")) if p.is_file()}
-        artifacts["onnx"] = onnx_tmp
+        # Keyed by the paths the files will have once published, hashed where they are now.
+        published = lambda path: str(path.relative_to(output_dir))  # noqa: E731
+        artifacts = {published(version_dir / p.relative_to(stage)): p for p in sorted(stage.rglob("*")) if p.is_file()}
+        artifacts[published(onnx_path)] = onnx_tmp
         card = build_model_card(model_name=model_name, version=version, spec=spec, training=training,
                                 op_set=op_set(stage), onnx_opset=OPSET, artifacts=artifacts,
-                                root=output_dir, parity=report.to_dict())
-        # Record the paths the files will have once published, not their staging names.
-        card["sha256"] = {_published_name(k, stage, version_dir, onnx_tmp, onnx_path, output_dir): v
-                          for k, v in card["sha256"].items()}
+                                parity=report.to_dict())
         write_json_atomic(stage / "assets.extra" / "model_card.json", card)
 
         onnx_base = output_dir / "onnx-models" / model_name
@@ -144,11 +143,3 @@ def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generat
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         onnx_tmp.unlink(missing_ok=True)
-
-
-def _published_name(relative: str, stage: Path, version_dir: Path, onnx_tmp: Path, onnx_path: Path,
-                    root: Path) -> str:
-    path = root / relative
-    if path == onnx_tmp:
-        return str(onnx_path.relative_to(root))
-    return str((version_dir / path.relative_to(stage)).relative_to(root))

@@ -19,18 +19,15 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def generate(model: str | Path, num: int, seed: int) -> tuple[np.ndarray, int | None]:
-    """Images in [-1, 1] from an artifact, and the grid's row count (classes, when conditional)."""
+def generate(model: str | Path, num: int, seed: int) -> tuple[np.ndarray, int]:
+    """Images in [-1, 1] from an artifact, and the grid's row count (one per class when conditional)."""
     from training.evaluate import load_sampler
+    from training.grid import sample_inputs
 
     sampler = load_sampler(model)
-    rng = np.random.default_rng(seed)
-    if sampler.conditional:
-        per_class = max(1, -(-num // sampler.num_classes))
-        labels = np.repeat(np.arange(sampler.num_classes, dtype=np.int32), per_class)
-        z = rng.standard_normal((len(labels), sampler.latent_dim)).astype(np.float32)
-        return sampler.sample(z, labels), sampler.num_classes
-    return sampler.sample(rng.standard_normal((num, sampler.latent_dim)).astype(np.float32), None), None
+    inputs, rows = sample_inputs(sampler.latent_dim, num, sampler.num_classes, seed)
+    z, labels = inputs if sampler.conditional else (inputs, None)
+    return sampler.sample(z, labels), rows
 
 
 def main(argv: list[str] | None = None) -> int:

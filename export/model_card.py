@@ -30,9 +30,8 @@ def package_versions() -> dict[str, str]:
 
 
 def build_model_card(*, model_name: str, version: int, spec: GeneratorSpec, training: dict,
-                     op_set: list[str], onnx_opset: int, artifacts: dict[str, Path], root: Path,
-                     parity: dict) -> dict:
-    """`artifacts` maps labels to files; their SHA-256 is recorded with paths relative to `root`."""
+                     op_set: list[str], onnx_opset: int, artifacts: dict[str, Path], parity: dict) -> dict:
+    """`artifacts` maps each artifact's published path (relative to the export root) to the file."""
     height, width, channels = spec.image_shape
     inputs = {"z": {"dtype": "float32", "shape": [-1, spec.latent_dim]}}
     if spec.num_classes:
@@ -55,6 +54,6 @@ def build_model_card(*, model_name: str, version: int, spec: GeneratorSpec, trai
         "package_versions": package_versions(),
         "savedmodel_op_set": op_set,
         "onnx_opset": onnx_opset,
-        "sha256": {str(path.relative_to(root)): sha256(path) for path in artifacts.values()},
+        "sha256": {name: sha256(path) for name, path in artifacts.items()},
         "parity": {"passed": parity["passed"], "tolerance": parity["tolerance"]},
     }

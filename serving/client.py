@@ -169,7 +169,7 @@ class GeneratorClient:
         for attempt in range(self.retries + 1):
             try:
                 response = self._http.request(method, path, json=json)
-            except (httpx.TransportError,) as err:
+            except httpx.TransportError as err:
                 if attempt == self.retries:
                     raise ServingError("UNAVAILABLE", f"{type(err).__name__}: {err}") from None
             else:

@@ -50,6 +50,10 @@ def test_folder_loader_resizes_crops_and_labels_mixed_images(tmp_path):
     assert tuple(data.images[0, 8, 8]) == (255, 0, 0)  # a solid colour survives crop + resize
     gray = load_folder(tmp_path, image_size=8, channels=1, labelled=False)
     assert gray.images.shape == (3, 8, 8, 1) and gray.labels is None
+    # Evaluation keeps labels when the layout has them, and does without when it does not.
+    assert load_data("folder", str(tmp_path), 8, 1, keep_labels=True).class_names == ["cats", "dogs"]
+    _write_png(tmp_path / "loose.png", (8, 8), (1, 2, 3))
+    assert load_data("folder", str(tmp_path), 8, 1, keep_labels=True).labels is None
 
 
 def test_folder_loader_errors_name_the_problem(tmp_path):

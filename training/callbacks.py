@@ -169,18 +169,6 @@ class Checkpoint(keras.callbacks.Callback):
         self.save()
 
 
-def sample_inputs(latent_dim: int, num_samples: int, num_classes: int | None, seed: int):
-    """The fixed latent batch of the sample grids, and the grid's row count (one row per class)."""
-    rng = np.random.default_rng(seed)
-    if not num_classes:
-        rows = max(1, int(np.floor(np.sqrt(num_samples))))
-        return rng.standard_normal((num_samples, latent_dim)).astype(np.float32), rows
-    per_class = max(1, -(-num_samples // num_classes))
-    labels = np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
-    z = rng.standard_normal((len(labels), latent_dim)).astype(np.float32)
-    return [z, labels], num_classes
-
-
 def tensorboard_callbacks(log_dir: Path):
     """Keras's TensorBoard callback for the losses and a writer of our own for grids and rates."""
     import tensorflow as tf

@@ -50,19 +50,21 @@ class DomainClassifier:
     def __post_init__(self):
         self._features = keras.Model(self.model.input, self.model.get_layer(FEATURE_LAYER).output)
 
-    def features(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    def features(self, images: np.ndarray) -> np.ndarray:
         """Images in [-1, 1] -> 128-d features."""
-        return np.concatenate([keras.ops.convert_to_numpy(self._features(images[i : i + batch_size], training=False))
-                               for i in range(0, len(images), batch_size)])
+        return _batched(self._features, images)
 
-    def predict(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (only meaningful for task == "classes")."""
-        logits = np.concatenate([keras.ops.convert_to_numpy(self.model(images[i : i + batch_size], training=False))
-                                 for i in range(0, len(images), batch_size)])
-        return keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+        return keras.ops.convert_to_numpy(keras.ops.softmax(_batched(self.model, images)))
 
     def describe(self) -> dict:
         return {"task": self.task, "num_classes": self.num_classes, "held_out_accuracy": self.accuracy}
+
+
+def _batched(model: keras.Model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    return np.concatenate([keras.ops.convert_to_numpy(model(images[i : i + batch_size], training=False))
+                           for i in range(0, len(images), batch_size)])
 
 
 def to_unit_range(images_uint8: np.ndarray) -> np.ndarray:

@@ -48,17 +48,17 @@ class Evaluator:
             self.floor["inception_fid"] = fid(self.inception(to_unit_range(real.images[held_out[: self.num_samples]])),
                                               self.inception_reference)
 
-    def generated(self, sample, latent_dim: int, conditional: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def generated(self, sample, latent_dim: int, conditional: bool) -> np.ndarray:
         """`num_samples` images from `sample(z, labels)`; labels follow the real class frequencies."""
         rng = np.random.default_rng(self.seed + 1)
         z = rng.standard_normal((self.num_samples, latent_dim)).astype(np.float32)
         labels = rng.choice(self.real.labels, self.num_samples).astype(np.int32) if conditional else None
         images = np.concatenate([sample(z[i : i + 250], None if labels is None else labels[i : i + 250])
                                  for i in range(0, self.num_samples, 250)])
-        return images, labels
+        return images
 
     def evaluate(self, sample, latent_dim: int, conditional: bool) -> dict:
-        images, _ = self.generated(sample, latent_dim, conditional)
+        images = self.generated(sample, latent_dim, conditional)
         features = self.classifier.features(images)
         kid_mean, kid_std = kid(features, self.reference_features, seed=self.seed)
         result = {"fid": fid(features, self.reference_features), "kid": kid_mean, "kid_std": kid_std,

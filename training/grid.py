@@ -47,3 +47,15 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, rows: int | None = No
     grid = tile(images, rows=rows)
     write_bytes_atomic(path, encode_png(grid))
     return grid
+
+
+def sample_inputs(latent_dim: int, num_samples: int, num_classes: int | None, seed: int):
+    """The fixed latent batch of the sample grids, and the grid's row count (one row per class)."""
+    rng = np.random.default_rng(seed)
+    if not num_classes:
+        rows = max(1, int(np.floor(np.sqrt(num_samples))))
+        return rng.standard_normal((num_samples, latent_dim)).astype(np.float32), rows
+    per_class = max(1, -(-num_samples // num_classes))
+    labels = np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
+    z = rng.standard_normal((len(labels), latent_dim)).astype(np.float32)
+    return [z, labels], num_classes

@@ -19,11 +19,12 @@ import keras
 import numpy as np
 
 from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, SampleGrid, Throughput, TimeBudget,
-                                sample_inputs, tensorboard_callbacks)
+                                tensorboard_callbacks)
 from training.config import ConfigError, TrainConfig
 from training.data import ImageData, load_data, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
 from training.gan import GAN
+from training.grid import sample_inputs
 from training.losses import get_loss
 from training.models import build_discriminator, build_generator
 from training.rundir import RunDirectory
@@ -127,7 +128,10 @@ def train(config: TrainConfig) -> RunResult:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    data = load_data(config.dataset, config.data_dir, config.image_size, config.channels, config.conditional)
+    # Evaluation's classifier uses labels even when training does not: load once, keep them if any.
+    labelled = load_data(config.dataset, config.data_dir, config.image_size, config.channels, config.conditional,
+                         keep_labels=bool(config.eval_every))
+    data = labelled if config.conditional else labelled.without_labels()
     config = resolve(config, data)
     check_batch_size(strategy, config.batch_size)
     steps_per_epoch = config.steps_per_epoch or len(data) // config.batch_size
@@ -167,7 +171,7 @@ def train(config: TrainConfig) -> RunResult:
             if chief:
                 tensorboard, writer = tensorboard_callbacks(run.tensorboard_dir)
                 if config.eval_every:
-                    callbacks.append(_evaluation(config, data, gan, run))
+                    callbacks.append(_evaluation(config, labelled, gan, run))
                 callbacks += [SampleGrid(run, inputs, rows, writer), tensorboard, HistoryWriter(run, steps_per_epoch)]
             callbacks += [checkpoint] + [c for c in (budget, preemption) if c]
 
@@ -201,19 +205,16 @@ def train(config: TrainConfig) -> RunResult:
                      run.read_history() if chief else [], preempted, weights_digest(generator))
 
 
-def _evaluation(config: TrainConfig, data: ImageData, gan: GAN, run: RunDirectory):
-    """FID/KID during training against the run's own data (labels kept for the classifier if any)."""
+def _evaluation(config: TrainConfig, real: ImageData, gan: GAN, run: RunDirectory):
+    """FID/KID during training against the run's own data (with its labels, when it has any)."""
     from training.evaluate import Evaluator
 
-    real = data
-    if data.labels is None:
-        real = load_data(config.dataset, config.data_dir, config.image_size, config.channels, keep_labels=True)
     evaluator = Evaluator(real, config.eval_samples, config.seed)
     print(f"evaluation: FID/KID every {config.eval_every} epoch(s) on {evaluator.num_samples} samples; "
           f"real-vs-real FID {evaluator.floor['fid']:.3f}; classifier {evaluator.classifier.describe()}", flush=True)
 
     def save_best(result):
-        run.save_best(float32_generator(config, data.num_classes, gan.sampler), result)
+        run.save_best(float32_generator(config, gan.num_classes, gan.sampler), result)
     return Evaluation(evaluator, config.eval_every, gan.conditional, config.latent_dim, run, save_best)
 
 
