@@ -28,6 +28,7 @@ COPY pyproject.toml README.md ./
 # DL3013 (pin pip versions): the bounds live in pyproject.toml, the one place they are kept.
 # hadolint ignore=DL3013
 RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
+COPY common/ common/
 COPY training/ training/
 COPY export/ export/
 COPY serving/ serving/
@@ -66,9 +67,9 @@ COPY pyproject.toml README.md ./
 # DL3013 (pin pip versions): the bounds live in pyproject.toml, the one place they are kept.
 # hadolint ignore=DL3013
 RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
+# Only what serves: the bottom utilities and the server (training/ and export/ need TensorFlow).
+COPY common/ common/
 COPY serving/ serving/
-COPY training/ training/
-COPY export/ export/
 RUN python -m pip install --no-cache-dir --no-deps . \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)" \
     && useradd --create-home --uid 10001 --user-group serve
@@ -96,9 +97,9 @@ COPY pyproject.toml README.md ./
 # The `serve` extra with onnxruntime swapped for onnxruntime-gpu.
 # hadolint ignore=DL3013
 RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']; deps = [d.replace('onnxruntime', 'onnxruntime-gpu', 1) if d.startswith('onnxruntime') else d for d in deps]; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
+# Only what serves: the bottom utilities and the server (training/ and export/ need TensorFlow).
+COPY common/ common/
 COPY serving/ serving/
-COPY training/ training/
-COPY export/ export/
 RUN python -m pip install --no-cache-dir --no-deps . \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)" \
     && useradd --create-home --uid 10001 --user-group serve

@@ -28,7 +28,7 @@ from export.onnx_export import OPSET, write_onnx
 from export.parity import TOLERANCE, check_parity
 from export.savedmodel import op_set, write_savedmodel, write_warmup_file
 from export.signature import GeneratorSpec
-from training.io import write_json_atomic
+from common.atomic import write_json_atomic
 
 
 @dataclass

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def generate(model: str | Path, num: int, seed: int) -> tuple[np.ndarray, int]:
     """Images in [-1, 1] from an artifact, and the grid's row count (one per class when conditional)."""
     from training.evaluate import load_sampler
-    from training.grid import sample_inputs
+    from common.grid import sample_inputs
 
     sampler = load_sampler(model)
     inputs, rows = sample_inputs(sampler.latent_dim, num, sampler.num_classes, seed)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from training.grid import save_grid
+    from common.grid import save_grid
 
     save_grid(images, args.out, rows=rows)
     print(f"Wrote {len(images)} images to {args.out}")

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from training.gan import read_scalar
-from training.grid import save_grid
+from common.grid import save_grid
 from training.rundir import RunDirectory
 
 

@@ -105,7 +105,7 @@ def get_classifier(images_uint8: np.ndarray, labels: np.ndarray | None, epochs: 
     model.fit(images[fit], targets[fit], batch_size=64, epochs=epochs, verbose=verbose, shuffle=True)
     accuracy = float(model.evaluate(images[val], targets[val], verbose=0, return_dict=True)["accuracy"])
 
-    from training.io import atomic_path, write_json_atomic
+    from common.atomic import atomic_path, write_json_atomic
 
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)

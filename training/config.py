@@ -131,7 +131,7 @@ class TrainConfig:
         return cls(**normalized)
 
     def save(self, path: Path) -> None:
-        from training.io import write_text_atomic
+        from common.atomic import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 

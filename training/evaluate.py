@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_report(result))
     if output:
-        from training.io import write_json_atomic
+        from common.atomic import write_json_atomic
 
         write_json_atomic(output, result)
         print(f"wrote {output}")

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from training.config import ConfigError, TrainConfig
-from training.io import atomic_path, read_json, write_json_atomic
+from common.atomic import atomic_path, read_json, write_json_atomic
 
 KEEP_CHECKPOINTS = 2
 

@@ -24,7 +24,7 @@ from training.config import ConfigError, TrainConfig
 from training.data import ImageData, load_data, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
 from training.gan import GAN
-from training.grid import sample_inputs
+from common.grid import sample_inputs
 from training.losses import get_loss
 from training.models import build_discriminator, build_generator
 from training.rundir import RunDirectory

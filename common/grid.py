@@ -1,6 +1,6 @@
 """Sample grids: a batch of images in [-1, 1] tiled into one PNG, like the seeds' `save_imgs`.
 
-Only numpy and Pillow: export and tools reuse it without pulling in TensorFlow.
+Only numpy and Pillow (it lives in `common/`, which never imports TensorFlow).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from training.io import write_bytes_atomic
+from common.atomic import write_bytes_atomic
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
