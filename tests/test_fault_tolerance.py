@@ -169,7 +169,7 @@ def test_mixed_bfloat16_on_cpu_trains_finite_and_saves_a_float32_generator(tmp_p
 
 def test_mixed_precision_model_computes_in_bfloat16_with_float32_outputs():
     from training.models import build_discriminator, build_generator
-    from training.trainer import precision_policy
+    from training.precision import precision_policy
 
     with precision_policy(True) as policy:
         generator, discriminator = build_generator(28, 1, 8, 4), build_discriminator(28, 1, 4)

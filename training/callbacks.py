@@ -1,8 +1,8 @@
 """Keras callbacks that turn `fit` into a run a user can watch, stop and resume.
 
-Order matters and `trainer.make_callbacks` keeps it: throughput first (so the progress bar shows
-it), then samples, history, and the checkpoint last, so a crash between two of them can only make a
-resumed run redo work, never skip it.
+The order they run in matters: `trainer.make_callbacks` builds the list and documents why it is
+what it is (records before the checkpoint, so a crash can only make a resumed run redo work, never
+skip it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The training loop: config -> data -> strategy -> GAN -> `fit` -> run directory.
 
-Everything here is orchestration; the algorithm lives in `gan.py`, the networks in `models.py`.
+Everything here is orchestration; the algorithm lives in `gan.py`, the networks in `models.py`,
+dtype policies in `precision.py`. `train` reads as its steps, in the order they must happen.
 """
 
 from __future__ import annotations
@@ -8,15 +9,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, SampleGrid, Throughput, TimeBudget,
                                 tensorboard_callbacks)
@@ -27,8 +27,9 @@ from training.gan import GAN
 from common.grid import sample_inputs
 from training.losses import get_loss
 from training.models import build_discriminator, build_generator
+from training.precision import float32_generator, precision_policy, weights_digest
 from training.rundir import RunDirectory
-from training.strategy import check_batch_size, is_chief, make_strategy
+from training.strategy import any_worker, check_batch_size, is_chief, make_strategy
 
 
 @dataclass
@@ -43,6 +44,83 @@ class RunResult:
     generator_digest: str = ""
 
 
+@dataclass
+class TrainingCallbacks:
+    """The callbacks `fit` runs, in order, and the ones the resume loop asks whether to stop."""
+
+    ordered: list[keras.callbacks.Callback]
+    checkpoint: Checkpoint
+    budget: TimeBudget | None
+    preemption: PreemptionGuard | None
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.budget and self.budget.triggered) or self.preempted
+
+    @property
+    def preempted(self) -> bool:
+        return bool(self.preemption and self.preemption.preempted)
+
+
+def train(config: TrainConfig) -> RunResult:
+    """Train per `config`, resuming from the run directory's last checkpoint when there is one."""
+    started = time.time()
+    config.validate()
+    strategy = make_strategy(config.strategy, config)  # first: multi-worker must set up collectives before TF starts
+    seed_everything(config)
+    labelled, data = load_training_data(config)
+    config = resolve(config, data)
+    check_batch_size(strategy, config.batch_size)
+    steps_per_epoch = plan_epoch(config, data)
+    total_steps = steps_per_epoch * config.epochs
+
+    run = RunDirectory(config.output_dir)
+    resume = run.check_compatible(config, config.overwrite)
+    chief = is_chief(strategy)
+    if chief:
+        run.create(config, resume, data.describe(config.dataset))
+
+    with checkpoint_directory(run, chief) as backups:
+        with precision_policy(config.mixed_precision) as policy, strategy.scope():
+            gan = build_gan(config, data.num_classes)
+            start_step = run.restore_checkpoint(gan) if resume else 0
+            gan.d_optimizer.learning_rate = config.d_lr  # the checkpoint restored the old rates
+            gan.g_optimizer.learning_rate = config.g_lr
+            if chief:
+                run.truncate_history(start_step // steps_per_epoch)
+            _announce(config, data, strategy, steps_per_epoch, start_step, run, policy)
+            callbacks = make_callbacks(config, gan, run, backups, labelled, steps_per_epoch, chief,
+                                       agree=partial(any_worker, strategy) if is_multi_worker(strategy) else None)
+            step = fit_until_done(gan, data, config, steps_per_epoch, total_steps, start_step, callbacks)
+        generator = float32_generator(config, data.num_classes, gan.sampler)
+
+    if chief and not callbacks.preempted:
+        save_final_models(run, generator, gan)
+    return RunResult(run.root, step, total_steps, bool(callbacks.budget and callbacks.budget.triggered),
+                     time.time() - started, run.read_history() if chief else [], callbacks.preempted,
+                     weights_digest(generator))
+
+
+# -- the steps, in the order `train` takes them -------------------------------------------------
+
+
+def seed_everything(config: TrainConfig) -> None:
+    """Python, NumPy and TensorFlow seeds; op determinism with --deterministic."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def load_training_data(config: TrainConfig) -> tuple[ImageData, ImageData]:
+    """(data with labels when there are any, what training sees). Evaluation's classifier uses
+    labels even when training does not: the data is loaded once and shared."""
+    labelled = load_data(config.dataset, config.data_dir, config.image_size, config.channels, config.conditional,
+                         keep_labels=bool(config.eval_every))
+    return labelled, labelled if config.conditional else labelled.without_labels()
+
+
 def resolve(config: TrainConfig, data: ImageData) -> TrainConfig:
     """Fill in what defaults to the data (size, channels) or the loss (d_steps), and the run dir."""
     return dataclasses.replace(
@@ -52,6 +130,39 @@ def resolve(config: TrainConfig, data: ImageData) -> TrainConfig:
         d_steps=config.resolved_d_steps,
         output_dir=config.output_dir or str(Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")),
     )
+
+
+def plan_epoch(config: TrainConfig, data: ImageData) -> int:
+    """Steps per epoch: --steps-per-epoch, else as many whole batches as the data holds."""
+    steps_per_epoch = config.steps_per_epoch or len(data) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is larger than the dataset ({len(data)} images); "
+            "lower --batch-size or set --steps-per-epoch."
+        )
+    return steps_per_epoch
+
+
+def is_multi_worker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+@contextlib.contextmanager
+def checkpoint_directory(run: RunDirectory, chief: bool):
+    """Where this process writes checkpoints: the run directory on the chief. Non-chief workers
+    take part in every checkpoint write (as the multi-worker guide prescribes) but into a private
+    temporary directory, removed at the end."""
+    if chief:
+        yield run
+        return
+    backups = RunDirectory(tempfile.mkdtemp(prefix="gan-worker-backup-"))
+    backups.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield backups
+    finally:
+        shutil.rmtree(backups.root, ignore_errors=True)
 
 
 def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
@@ -82,127 +193,63 @@ def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
     return gan
 
 
-@contextlib.contextmanager
-def global_dtype_policy(name: str):
-    """Keras's global dtype policy set to `name` for the duration of the block."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield name
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: RunDirectory, labelled: ImageData,
+                   steps_per_epoch: int, chief: bool, agree=None) -> TrainingCallbacks:
+    """The callbacks, in the order Keras runs them at each step and epoch end:
 
-
-def precision_policy(mixed: bool):
-    """mixed_float16 on GPU, mixed_bfloat16 on CPU, float32 without --mixed-precision."""
-    import tensorflow as tf
-
-    if not mixed:
-        return global_dtype_policy("float32")
-    return global_dtype_policy("mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16")
-
-
-def float32_generator(config: TrainConfig, num_classes: int | None, trained: keras.Model) -> keras.Model:
-    """The trained weights in a float32 model: what is saved, exported and served."""
-    with global_dtype_policy("float32"):
-        generator = build_generator(config.image_size, config.channels, config.latent_dim, config.width, num_classes)
-    generator.set_weights(trained.get_weights())
-    return generator
-
-
-def weights_digest(model: keras.Model) -> str:
-    """SHA-256 over a model's weights: equal digests mean bit-identical models."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
-
-
-def train(config: TrainConfig) -> RunResult:
-    """Train per `config`, resuming from the run directory's last checkpoint when there is one."""
-    import tensorflow as tf
-
-    started = time.time()
-    config.validate()
-    strategy = make_strategy(config.strategy)  # first: multi-worker must set up collectives before TF starts
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    # Evaluation's classifier uses labels even when training does not: load once, keep them if any.
-    labelled = load_data(config.dataset, config.data_dir, config.image_size, config.channels, config.conditional,
-                         keep_labels=bool(config.eval_every))
-    data = labelled if config.conditional else labelled.without_labels()
-    config = resolve(config, data)
-    check_batch_size(strategy, config.batch_size)
-    steps_per_epoch = config.steps_per_epoch or len(data) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"--batch-size {config.batch_size} is larger than the dataset ({len(data)} images); "
-            "lower --batch-size or set --steps-per-epoch."
-        )
-    total_steps = steps_per_epoch * config.epochs
-
-    run = RunDirectory(config.output_dir)
-    resume = run.check_compatible(config, config.overwrite)
-    chief = is_chief(strategy)
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    1. Throughput      adds img/s to the logs before anything reads them;
+    2. DivergenceGuard raises on a NaN/Inf loss before anything is written from it;
+    3. (chief) Evaluation, SampleGrid, TensorBoard, HistoryWriter: the epoch's records, which read
+       the logs (Evaluation adds FID/KID to them, so it comes before the writers);
+    4. Checkpoint      after the records: a crash between them makes a resumed run redo an epoch's
+       records, never skip them;
+    5. TimeBudget, PreemptionGuard: they stop the run, after the step's checkpoint decision.
+    """
+    checkpoint = Checkpoint(backups, config.checkpoint_every)
+    budget = TimeBudget(config.max_minutes) if config.max_minutes else None
+    # Multi-worker: the guard stops all workers at one agreed step, for SIGTERM and the chief's budget.
+    preemption = PreemptionGuard(checkpoint.save, agree, budget if agree else None, chief)
+    ordered = [Throughput(config.batch_size), DivergenceGuard(lambda: checkpoint.last_saved)]
     if chief:
-        run.create(config, resume, data.describe(config.dataset))
-    # Non-chief workers take part in every checkpoint write (as the multi-worker guide prescribes)
-    # but into a private temporary directory, removed at the end.
-    backups = run if chief else RunDirectory(tempfile.mkdtemp(prefix="gan-worker-backup-"))
-    backups.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        inputs, rows = sample_inputs(config.latent_dim, config.num_samples, gan.num_classes, config.seed)
+        tensorboard, writer = tensorboard_callbacks(run.tensorboard_dir)
+        if config.eval_every:
+            ordered.append(_evaluation(config, labelled, gan, run))
+        ordered += [SampleGrid(run, inputs, rows, writer), tensorboard, HistoryWriter(run, steps_per_epoch)]
+    ordered += [checkpoint] + [c for c in (None if agree else budget, preemption) if c]
+    return TrainingCallbacks(ordered, checkpoint, budget, preemption)
 
-    try:
-        with precision_policy(config.mixed_precision) as policy, strategy.scope():
-            gan = build_gan(config, data.num_classes)
-            start_step = run.restore_checkpoint(gan) if resume else 0
-            gan.d_optimizer.learning_rate = config.d_lr  # the checkpoint restored the old rates
-            gan.g_optimizer.learning_rate = config.g_lr
-            if chief:
-                run.truncate_history(start_step // steps_per_epoch)
-            _announce(config, data, strategy, steps_per_epoch, start_step, run, policy)
 
-            checkpoint = Checkpoint(backups, config.checkpoint_every)
-            budget = TimeBudget(config.max_minutes) if config.max_minutes else None
-            preemption = None if multi_worker else PreemptionGuard(checkpoint.save)
-            inputs, rows = sample_inputs(config.latent_dim, config.num_samples, data.num_classes, config.seed)
-            callbacks = [Throughput(config.batch_size), DivergenceGuard(lambda: checkpoint.last_saved)]
-            if chief:
-                tensorboard, writer = tensorboard_callbacks(run.tensorboard_dir)
-                if config.eval_every:
-                    callbacks.append(_evaluation(config, labelled, gan, run))
-                callbacks += [SampleGrid(run, inputs, rows, writer), tensorboard, HistoryWriter(run, steps_per_epoch)]
-            callbacks += [checkpoint] + [c for c in (budget, preemption) if c]
+def fit_until_done(gan: GAN, data: ImageData, config: TrainConfig, steps_per_epoch: int, total_steps: int,
+                   start_step: int, callbacks: TrainingCallbacks) -> int:
+    """Run `fit` from `start_step` to `total_steps` (or until a callback stops it); return the step.
 
-            # A resumed run first finishes its interrupted epoch, then runs whole epochs.
-            step = start_step
-            while step < total_steps and not (budget and budget.triggered) and not (preemption and preemption.preempted):
-                epoch, offset = divmod(step, steps_per_epoch)
-                dataset = make_pipeline(data, config.batch_size, config.latent_dim, config.d_steps, config.seed, step)
-                gan.fit(
-                    dataset,
-                    initial_epoch=epoch,
-                    epochs=epoch + 1 if offset else config.epochs,
-                    steps_per_epoch=steps_per_epoch - offset if offset else steps_per_epoch,
-                    callbacks=callbacks,
-                    shuffle=False,  # the pipeline shuffles, deterministically per (seed, step)
-                    verbose=config.verbose,
-                )
-                step = gan.step
-        generator = float32_generator(config, data.num_classes, gan.sampler)
-    finally:
-        if not chief:
-            shutil.rmtree(backups.root, ignore_errors=True)
+    A resumed run first finishes its interrupted epoch, then runs whole epochs; each `fit` gets a
+    pipeline that starts exactly at the step it resumes from.
+    """
+    step = start_step
+    while step < total_steps and not callbacks.stopped:
+        epoch, offset = divmod(step, steps_per_epoch)
+        dataset = make_pipeline(data, config.batch_size, config.latent_dim, config.d_steps, config.seed, step)
+        gan.fit(
+            dataset,
+            initial_epoch=epoch,
+            epochs=epoch + 1 if offset else config.epochs,
+            steps_per_epoch=steps_per_epoch - offset if offset else steps_per_epoch,
+            callbacks=callbacks.ordered,
+            shuffle=False,  # the pipeline shuffles, deterministically per (seed, step)
+            verbose=config.verbose,
+        )
+        step = gan.step
+    return step
 
-    preempted = bool(preemption and preemption.preempted)
-    if chief and not preempted:
-        run.save_model(generator, run.generator_path)
-        run.save_model(gan.discriminator, run.discriminator_path)
-        print(f"Run directory: {run.root}  (generator: {run.generator_path.name}, "
-              f"samples: {run.samples_dir.name}/, TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
-    return RunResult(run.root, step, total_steps, bool(budget and budget.triggered), time.time() - started,
-                     run.read_history() if chief else [], preempted, weights_digest(generator))
+
+def save_final_models(run: RunDirectory, generator: keras.Model, gan: GAN) -> None:
+    """The float32 (EMA) generator and the discriminator, for export and for fine-tuning."""
+    run.save_model(generator, run.generator_path)
+    run.save_model(gan.discriminator, run.discriminator_path)
+    print(f"Run directory: {run.root}  (generator: {run.generator_path.name}, "
+          f"samples: {run.samples_dir.name}/, TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
 
 
 def _evaluation(config: TrainConfig, real: ImageData, gan: GAN, run: RunDirectory):
