@@ -5,6 +5,11 @@ thread-safe and releases the GIL). While all runners are busy, arriving requests
 together as the next batch (up to `max_batch_size` rows). Once a runner is free, the batch waits
 at most `max_queue_delay_ms` after its first request for others to join (0: leave at once, so an
 idle server adds no latency). With batching off, every request runs on its own.
+
+The queue is bounded like TF Serving's `max_enqueued_batches`: when `max_enqueued_batches` full
+batches already wait, a new request is refused at once (`QueueFull`: 429 / RESOURCE_EXHAUSTED)
+rather than waiting behind work it cannot overtake. A request whose client has gone (its task was
+cancelled) leaves the queue and is never computed.
 """
 
 from __future__ import annotations
@@ -18,14 +23,20 @@ import numpy as np
 from serving.onnx_generator import OnnxGenerator
 
 
+class QueueFull(RuntimeError):
+    """The batch queue is full: the server is overloaded, try again later."""
+
+
 class DynamicBatcher:
     def __init__(self, model: OnnxGenerator, max_batch_size: int = 32, max_queue_delay_ms: float = 0.0,
-                 num_batch_threads: int = 2, enabled: bool = True, on_batch=None):
+                 num_batch_threads: int = 2, enabled: bool = True, on_batch=None, max_enqueued_batches: int = 64):
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_queue_delay = max_queue_delay_ms / 1000.0
         self.enabled = enabled
         self.on_batch = on_batch or (lambda size: None)
+        self.max_waiting_rows = max_enqueued_batches * max_batch_size
+        self._waiting_rows = 0  # rows queued or waiting for a runner, not yet computing
         self._executor = ThreadPoolExecutor(max_workers=num_batch_threads, thread_name_prefix="onnx-batch")
         self._slots = asyncio.Semaphore(num_batch_threads)
         self._queue: list[tuple[dict, asyncio.Future, float]] = []
@@ -46,17 +57,34 @@ class DynamicBatcher:
         self._executor.shutdown(wait=True)
 
     async def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Validate (raising InputError at once), then run alone or in a batch."""
+        """Validate (raising InputError at once), then run alone or in a batch (QueueFull when overloaded)."""
         inputs = self.model.validate(inputs)
         rows = len(inputs["z"])
+        if self._waiting_rows + rows > self.max_waiting_rows:
+            raise QueueFull(f"the server's batch queue is full ({self._waiting_rows} rows waiting); retry later")
+        loop = asyncio.get_running_loop()
         if not self.enabled or rows >= self.max_batch_size:
-            self.on_batch(rows)
-            async with self._slots:
-                return await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run, inputs)
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((inputs, future, time.monotonic()))
+            self._waiting_rows += rows
+            try:
+                await self._slots.acquire()  # cancelled here (client gone): nothing is computed
+            finally:
+                self._waiting_rows -= rows
+            try:
+                self.on_batch(rows)
+                return await loop.run_in_executor(self._executor, self.model.run, inputs)
+            finally:
+                self._slots.release()
+        item = (inputs, loop.create_future(), time.monotonic())
+        self._waiting_rows += rows
+        self._queue.append(item)
         self._wakeup.set()
-        return await future
+        try:
+            return await item[1]
+        except asyncio.CancelledError:  # the client has gone: leave the queue, so the rows are never computed
+            if item in self._queue:
+                self._queue.remove(item)
+                self._waiting_rows -= rows
+            raise
 
     async def _collect(self) -> None:
         while True:
@@ -66,6 +94,9 @@ class DynamicBatcher:
                 # Wait for a free runner first: requests arriving meanwhile join the next batch, so
                 # batches grow with load on their own and an idle server adds no delay.
                 await self._slots.acquire()
+                if not self._queue:  # every waiting client left meanwhile
+                    self._slots.release()
+                    break
                 deadline = self._queue[0][2] + self.max_queue_delay
                 while self._rows_queued() < self.max_batch_size and time.monotonic() < deadline:
                     try:
@@ -84,12 +115,16 @@ class DynamicBatcher:
         batch, rows = [], 0
         while self._queue and rows + len(self._queue[0][0]["z"]) <= self.max_batch_size:
             item = self._queue.pop(0)
+            self._waiting_rows -= len(item[0]["z"])
             batch.append(item)
             rows += len(item[0]["z"])
         return batch
 
     async def _run(self, batch) -> None:
         try:
+            batch = [item for item in batch if not item[1].done()]  # clients that left while a runner was found
+            if not batch:
+                return
             merged = {k: np.concatenate([item[0][k] for item in batch]) for k in batch[0][0]}
             self.on_batch(len(merged["z"]))
             images = await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run, merged)

@@ -6,13 +6,20 @@
     images = client.generate(num=16, seed=0)          # latent size read from the model's metadata
 
 gRPC uses TF Serving's `PredictionService` / `ModelService` with messages from `serving.protos` (no
-TensorFlow needed); REST uses `/v1/models/...`. Transient failures (unavailable, timeouts, 502-504,
-429) are retried with exponential backoff; other errors raise `ServingError` carrying the server's
-own message.
+TensorFlow needed); REST uses `/v1/models/...`. `timeout` is one deadline for the whole call, retries
+included: transient failures (unavailable, connection errors, 502-504) are retried with jittered
+exponential backoff while time is left; an overloaded server (429 / RESOURCE_EXHAUSTED) is retried at
+most `overload_retries` times, after its Retry-After when it sends one, so clients do not storm it.
+Other errors raise `RemoteCallError` carrying the server's own message.
+
+Why our own loop rather than tenacity or gRPC's retry service config: the same policy and the same
+single deadline must hold over both protocols, and each attempt needs the time left as its timeout
+(and REST's Retry-After); that is a dozen lines here and one more dependency there.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -20,13 +27,24 @@ import numpy as np
 
 from serving import protos
 
-RETRYABLE_HTTP = {429, 502, 503, 504}
+RETRYABLE_HTTP = {502, 503, 504}
+OVERLOADED_HTTP = 429
 
 
-class ServingError(RuntimeError):
+class RemoteCallError(RuntimeError):
+    """A call to the model server failed: `status` (gRPC code name or HTTP status) and the server's message."""
+
     def __init__(self, status, message: str):
         super().__init__(f"{status}: {message}")
         self.status, self.message = status, message
+
+
+class _Transient(Exception):
+    """One attempt failed in a way a later attempt may not: retry if the deadline and budget allow."""
+
+    def __init__(self, error: RemoteCallError, overloaded: bool = False, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error, self.overloaded, self.retry_after = error, overloaded, retry_after
 
 
 @dataclass(frozen=True)
@@ -41,13 +59,16 @@ class RemoteModel:
 class GeneratorClient:
     def __init__(self, host: str = "localhost", port: int | None = None, model: str = "generator",
                  version: int | None = None, label: str | None = None, protocol: str = "grpc",
-                 timeout: float = 30.0, retries: int = 3, backoff: float = 0.2):
+                 timeout: float = 30.0, retries: int = 3, backoff: float = 0.2, max_backoff: float = 5.0,
+                 overload_retries: int = 1):
         if protocol not in ("grpc", "rest"):
             raise ValueError(f"protocol must be 'grpc' or 'rest', got {protocol!r}")
         if version is not None and label:
             raise ValueError("give a version or a label, not both")
         self.protocol, self.model, self.version, self.label = protocol, model, version, label
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
+        self.overload_retries = overload_retries
+        self.last_attempts = 0  # attempts the latest call made (1 = no retry)
         port = port or (8500 if protocol == "grpc" else 8501)
         self.target = f"{host}:{port}"
         self._info: RemoteModel | None = None
@@ -128,18 +149,40 @@ class GeneratorClient:
         if self.label:
             spec.version_label = self.label
 
+    def _with_retries(self, attempt):
+        """`attempt(seconds_left)` until it succeeds, fails for good, or the call's one deadline passes."""
+        deadline, overloads = time.monotonic() + self.timeout, 0
+        for n in range(self.retries + 1):
+            self.last_attempts = n + 1
+            try:
+                return attempt(max(deadline - time.monotonic(), 0.001))
+            except _Transient as failure:
+                overloads += failure.overloaded
+                step = min(self.max_backoff, self.backoff * 2**n)
+                wait = failure.retry_after if failure.retry_after is not None else step / 2 + random.uniform(0, step / 2)
+                if (n == self.retries or overloads > self.overload_retries
+                        or time.monotonic() + wait >= deadline):
+                    raise failure.error from None
+                time.sleep(wait)
+
     def _call(self, method: str, request, response_class):
         grpc = self._grpc
         call = self._channel.unary_unary(method, request_serializer=lambda m: m.SerializeToString(),
                                          response_deserializer=response_class.FromString)
-        retryable = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-        for attempt in range(self.retries + 1):
+        transient = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+        def attempt(seconds_left: float):
             try:
-                return call(request, timeout=self.timeout)
+                return call(request, timeout=seconds_left)
             except grpc.RpcError as err:
-                if err.code() not in retryable or attempt == self.retries:
-                    raise ServingError(err.code().name, err.details() or "") from None
-                time.sleep(self.backoff * 2**attempt)
+                error = RemoteCallError(err.code().name, err.details() or "")
+                if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _Transient(error, overloaded=True) from None
+                if err.code() in transient:
+                    raise _Transient(error) from None
+                raise error from None
+
+        return self._with_retries(attempt)
 
     def _grpc_metadata(self) -> RemoteModel:
         request = protos.GetModelMetadataRequest()
@@ -166,22 +209,26 @@ class GeneratorClient:
     def _rest(self, method: str, path: str, json=None) -> dict:
         import httpx
 
-        for attempt in range(self.retries + 1):
+        def attempt(seconds_left: float):
             try:
-                response = self._http.request(method, path, json=json)
+                response = self._http.request(method, path, json=json, timeout=seconds_left)
             except httpx.TransportError as err:
-                if attempt == self.retries:
-                    raise ServingError("UNAVAILABLE", f"{type(err).__name__}: {err}") from None
-            else:
-                if response.status_code < 400:
-                    return response.json()
-                if response.status_code not in RETRYABLE_HTTP or attempt == self.retries:
-                    try:
-                        message = response.json().get("error", response.text)
-                    except ValueError:
-                        message = response.text
-                    raise ServingError(response.status_code, message)
-            time.sleep(self.backoff * 2**attempt)
+                raise _Transient(RemoteCallError("UNAVAILABLE", f"{type(err).__name__}: {err}")) from None
+            if response.status_code < 400:
+                return response.json()
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            error = RemoteCallError(response.status_code, message)
+            if response.status_code == OVERLOADED_HTTP:
+                retry_after = response.headers.get("retry-after", "")
+                raise _Transient(error, True, float(retry_after) if retry_after.isdigit() else None) from None
+            if response.status_code in RETRYABLE_HTTP:
+                raise _Transient(error) from None
+            raise error
+
+        return self._with_retries(attempt)
 
     def _rest_metadata(self) -> RemoteModel:
         body = self._rest("GET", self._path() + "/metadata")

@@ -1,23 +1,29 @@
 """TensorFlow Serving's gRPC API over the ONNX generator: PredictionService and ModelService.
 
 Registered as generic handlers on `grpc.aio` with messages from `serving.protos`, so any TF Serving
-client (e.g. `tensorflow_serving.apis.prediction_service_pb2_grpc`) works unchanged.
+client (e.g. `tensorflow_serving.apis.prediction_service_pb2_grpc`) works unchanged. The shapes a
+request's TensorProtos declare are checked before any array is built; every outcome is counted in
+the metrics under its real code (a cancelled call as CANCELLED, a bug as INTERNAL).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 import grpc
 
 from serving import protos
 from serving.onnx_generator import InputError
-from serving.service import GeneratorService, ServingError
+from serving.service import GeneratorService, RequestError, check_signature
+
+log = logging.getLogger("serving.grpc")
 
 GRPC_STATUS = {"INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
                "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
                "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED, "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
-               "UNIMPLEMENTED": grpc.StatusCode.UNIMPLEMENTED}
+               "UNIMPLEMENTED": grpc.StatusCode.UNIMPLEMENTED, "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED}
 AVAILABLE = 30  # tensorflow.serving.ModelVersionStatus.State.AVAILABLE
 
 
@@ -29,29 +35,39 @@ def _target(spec):
 def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHandler]:
     def timed(method, handler):
         async def wrapped(request, context):
-            start, code = time.perf_counter(), "OK"
+            start, code, failure = time.perf_counter(), "OK", None
             try:
                 return await handler(request, context)
-            except ServingError as err:
-                code = err.code
-                await context.abort(GRPC_STATUS.get(err.code, grpc.StatusCode.INTERNAL), err.message)
+            except RequestError as err:
+                code, failure = err.code, (GRPC_STATUS.get(err.code, grpc.StatusCode.INTERNAL), err.message)
+            except asyncio.CancelledError:  # the client cancelled or its deadline passed: its work is dropped
+                code = "CANCELLED"
+                raise
+            except Exception as err:  # a bug, not bad input: INTERNAL with a message, one log line
+                log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
+                code, failure = "INTERNAL", (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
             finally:
                 metrics.observe("grpc", method, code, time.perf_counter() - start)
+            await context.abort(*failure)
         return wrapped
 
     async def predict(request, context):
         name, version, label = _target(request.model_spec)
-        try:
-            inputs = {key: protos.from_tensor_proto(tensor) for key, tensor in request.inputs.items()}
-        except ValueError as err:
-            raise ServingError("INVALID_ARGUMENT", f"bad input tensor: {err}") from None
+        _, model = service.resolve(name, version, label)
+        check_signature(request.model_spec.signature_name)
+        try:  # the declared shapes first: nothing is allocated for a tensor the signature refuses
+            shapes = {key: protos.declared_shape(tensor) for key, tensor in request.inputs.items()}
+            max_values = service.check_shapes(model.info, shapes)
+            inputs = {key: protos.from_tensor_proto(tensor, max_values) for key, tensor in request.inputs.items()}
+        except (ValueError, OverflowError) as err:
+            raise RequestError("INVALID_ARGUMENT", f"bad input tensor: {err}") from None
         if request.output_filter and set(request.output_filter) != {"images"}:
-            raise ServingError("INVALID_ARGUMENT", f"output_filter {list(request.output_filter)} names outputs this "
+            raise RequestError("INVALID_ARGUMENT", f"output_filter {list(request.output_filter)} names outputs this "
                                "model does not have; its only output is 'images'")
         try:
             resolved, images = await service.predict(name, inputs, version, label, request.model_spec.signature_name)
         except InputError as err:
-            raise ServingError("INVALID_ARGUMENT", str(err)) from None
+            raise RequestError("INVALID_ARGUMENT", str(err)) from None
         response = protos.PredictResponse()
         response.model_spec.name, response.model_spec.signature_name = name, "serving_default"
         response.model_spec.version.value = resolved
@@ -62,7 +78,7 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
         name, version, label = _target(request.model_spec)
         fields = set(request.metadata_field)
         if fields != {"signature_def"}:
-            raise ServingError("INVALID_ARGUMENT", "metadata_field must be ['signature_def'], the only metadata served")
+            raise RequestError("INVALID_ARGUMENT", "metadata_field must be ['signature_def'], the only metadata served")
         resolved, signature = service.signature_def_map(name, version, label)
         response = protos.GetModelMetadataResponse()
         response.model_spec.name = name

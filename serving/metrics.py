@@ -14,6 +14,9 @@ class ServerMetrics:
                                 ["api", "method", "code"], registry=self.registry)
         self.latency = Histogram("gan_serving_request_latency_seconds", "Request latency.", ["api", "method"],
                                  registry=self.registry)
+        self.connections_closed = Counter("gan_serving_connections_closed", "REST connections the server closed: "
+                                          "too slow to send a request, or over --max-connections.", ["reason"],
+                                          registry=self.registry)
         self.batch_size = Histogram("gan_serving_batch_size", "Rows per onnxruntime call (after dynamic batching).",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
 

@@ -4,7 +4,10 @@
     python -m serving.server --model-base-path exports/onnx-models/generator --labels stable=1,canary=2
 
 REST on --rest-port (8501) and gRPC on --grpc-port (8500), bound to 127.0.0.1 unless --host says
-otherwise. SIGTERM (or Ctrl-C) stops accepting, lets in-flight requests finish, then exits 0.
+otherwise; a taken port is refused with one line and exit code 2. SIGTERM (or Ctrl-C) stops
+accepting on both protocols at once, lets in-flight requests finish within --grace-seconds, then
+exits 0. Slow, idle and excess clients are bounded by --read-timeout-seconds, --idle-timeout-seconds,
+--max-connections and --max-enqueued-batches.
 Needs numpy, onnxruntime, protobuf, grpcio, starlette, uvicorn and prometheus-client: no TensorFlow.
 """
 
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 
 import grpc
@@ -24,7 +28,7 @@ from serving.batching import DynamicBatcher
 from serving.grpc_api import build_handlers
 from serving.metrics import ServerMetrics
 from serving.repository import load_model
-from serving.rest_api import create_app
+from serving.rest_api import create_app, guarded_h11_protocol
 from serving.service import GeneratorService
 
 log = logging.getLogger("serving.server")
@@ -50,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-batch-threads", type=int, default=2, help="Batches run at once.")
     p.add_argument("--max-request-batch", type=int, default=256, help="Most rows one request may ask for.")
     p.add_argument("--max-body-bytes", type=int, default=16 << 20, help="Largest request body (REST and gRPC).")
+    p.add_argument("--max-enqueued-batches", type=int, default=16,
+                   help="Full batches that may wait per model version; beyond that requests get 429 / "
+                        "RESOURCE_EXHAUSTED at once (TF Serving's max_enqueued_batches).")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="Open REST connections, open gRPC connections and concurrent gRPC calls, each at most.")
+    p.add_argument("--read-timeout-seconds", type=float, default=30.0,
+                   help="Longest a client may take to send a request's headers and body (gRPC: its handshake).")
+    p.add_argument("--idle-timeout-seconds", type=float, default=30.0,
+                   help="Idle connections (no request in flight) are closed after this long.")
     p.add_argument("--grace-seconds", type=float, default=10.0, help="Time in-flight requests get on shutdown.")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -71,6 +84,54 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+def bind_socket(host: str, port: int, flag: str = "--rest-port") -> socket.socket:
+    """Bind a port ourselves, so a taken port is one clear error before anything starts."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # survives TIME_WAIT, still refuses a live listener
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port} ({flag}): {err.strerror}; "
+                         f"stop the other server or pick another {flag}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_rest(app, sock: socket.socket, metrics, args) -> _Uvicorn:
+    closed = lambda reason: metrics.connections_closed.labels(reason).inc()  # noqa: E731
+    return _Uvicorn(uvicorn.Config(
+        app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=args.grace_seconds,
+        timeout_keep_alive=max(1, round(args.idle_timeout_seconds)),
+        http=guarded_h11_protocol(args.read_timeout_seconds, args.max_connections, closed)))
+
+
+def build_grpc(service, metrics, args) -> grpc.aio.Server:
+    ms = lambda seconds: int(seconds * 1000)  # noqa: E731
+    options = [("grpc.max_receive_message_length", args.max_body_bytes),
+               ("grpc.max_send_message_length", 256 << 20),
+               ("grpc.so_reuseport", 0),  # else a second server silently shares (steals from) the port
+               ("grpc.max_allowed_incoming_connections", args.max_connections),
+               ("grpc.max_concurrent_streams", 100),
+               ("grpc.server_handshake_timeout_ms", ms(args.read_timeout_seconds)),
+               ("grpc.max_connection_idle_ms", ms(args.idle_timeout_seconds)),
+               ("grpc.keepalive_time_ms", ms(max(args.idle_timeout_seconds, 10))),
+               ("grpc.keepalive_timeout_ms", ms(args.read_timeout_seconds))]
+    server = grpc.aio.server(handlers=build_handlers(service, metrics), options=options,
+                             maximum_concurrent_rpcs=args.max_connections)
+    address = f"[{args.host}]:{args.grpc_port}" if ":" in args.host else f"{args.host}:{args.grpc_port}"
+    bind_socket(args.host, args.grpc_port, "--grpc-port").close()  # a taken port: one line, before gRPC's own logs
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound != args.grpc_port:
+        raise ValueError(f"cannot listen for gRPC on {address}: the port is taken; "
+                         "stop the other server or pick another --grpc-port")
+    return server
+
+
 async def serve(args) -> None:
     from pathlib import Path
 
@@ -79,25 +140,23 @@ async def serve(args) -> None:
                        intra_op_threads=args.intra_op_threads or None)
     metrics = ServerMetrics()
     batchers = {(name, version): DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms,
-                                                args.num_batch_threads, args.batching, metrics.batch_size.observe)
+                                                args.num_batch_threads, args.batching, metrics.batch_size.observe,
+                                                args.max_enqueued_batches)
                 for version, generator in model.versions.items()}
-    for batcher in batchers.values():
-        batcher.start()
     service = GeneratorService({name: model}, batchers, args.max_request_batch)
     state = {"ready": False}
 
+    # Bind both ports before serving anything: a clash is refused before the other protocol starts.
+    rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
+    grpc_server = build_grpc(service, metrics, args) if args.grpc_port else None
     rest = None
-    if args.rest_port:
-        app = create_app(service, metrics, args.max_body_bytes, readiness=lambda: state["ready"])
-        rest = _Uvicorn(uvicorn.Config(app, host=args.host, port=args.rest_port, log_level=args.log_level,
-                                       access_log=False, timeout_graceful_shutdown=args.grace_seconds))
-    grpc_server = None
-    if args.grpc_port:
-        options = [("grpc.max_receive_message_length", args.max_body_bytes),
-                   ("grpc.max_send_message_length", 256 << 20)]
-        grpc_server = grpc.aio.server(handlers=build_handlers(service, metrics), options=options)
-        address = f"[{args.host}]:{args.grpc_port}" if ":" in args.host else f"{args.host}:{args.grpc_port}"
-        grpc_server.add_insecure_port(address)
+    if rest_socket:
+        app = create_app(service, metrics, args.max_body_bytes, readiness=lambda: state["ready"],
+                         read_timeout=args.read_timeout_seconds)
+        rest = build_rest(app, rest_socket, metrics, args)
+    for batcher in batchers.values():
+        batcher.start()
+    if grpc_server:
         await grpc_server.start()
 
     stop = asyncio.Event()
@@ -105,9 +164,9 @@ async def serve(args) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    rest_task = loop.create_task(rest.serve()) if rest else None
+    rest_task = loop.create_task(rest.serve(sockets=[rest_socket])) if rest else None
     while rest and not rest.started:
-        if rest_task.done():  # e.g. the port is taken
+        if rest_task.done():
             rest_task.result()
             raise RuntimeError(f"REST server failed to start on {args.host}:{args.rest_port}")
         await asyncio.sleep(0.02)
@@ -120,13 +179,16 @@ async def serve(args) -> None:
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     state["ready"] = False
     log.warning("Shutting down: finishing in-flight requests (up to %.0fs)", args.grace_seconds)
-    if grpc_server:
-        await grpc_server.stop(grace=args.grace_seconds)
-    if rest:
-        rest.should_exit = True
-        await rest_task
+    await asyncio.gather(*([grpc_server.stop(grace=args.grace_seconds)] if grpc_server else []),
+                         *([_stop_rest(rest, rest_task)] if rest else []))
     for batcher in batchers.values():
         await batcher.stop()
+
+
+async def _stop_rest(rest: _Uvicorn, task: asyncio.Task) -> None:
+    """uvicorn closes its listener at once, then waits up to --grace-seconds for in-flight requests."""
+    rest.should_exit = True
+    await task
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """The server's logic, shared by its REST and gRPC front-ends: resolve, validate, predict, describe.
 
-Errors are `ServingError`s carrying a canonical status code name (TF Serving's), which each front
-end maps to its own status: `INVALID_ARGUMENT` -> 400, `NOT_FOUND` -> 404, and so on.
+Errors are `RequestError`s carrying a canonical status code name (TF Serving's), which each front
+end maps to its own status: `INVALID_ARGUMENT` -> 400, `NOT_FOUND` -> 404, and so on. Shapes are
+checked against the signature and the per-request row limit before any array is built (gRPC checks
+the shapes a TensorProto declares, so a tiny message cannot claim a huge tensor).
 """
 
 from __future__ import annotations
@@ -9,16 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from serving import protos
-from serving.batching import DynamicBatcher
+from serving.batching import DynamicBatcher, QueueFull
 from serving.onnx_generator import InputError
 from serving.repository import NotFound, ServedModel
 
 SIGNATURE_NAME = "serving_default"
 HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "NOT_FOUND": 404, "RESOURCE_EXHAUSTED": 429,
-               "UNAVAILABLE": 503, "INTERNAL": 500, "UNIMPLEMENTED": 501}
+               "UNAVAILABLE": 503, "INTERNAL": 500, "UNIMPLEMENTED": 501, "DEADLINE_EXCEEDED": 408,
+               "CANCELLED": 499}
 
 
-class ServingError(Exception):
+class RequestError(Exception):
+    """This request cannot be served: a canonical status code (TF Serving's) and a message for the client."""
+
     def __init__(self, code: str, message: str, http_status: int | None = None):
         super().__init__(message)
         self.code, self.message = code, message
@@ -32,27 +37,54 @@ class GeneratorService:
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None):
         if name not in self.models:
-            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name}); "
+            raise RequestError("NOT_FOUND", f"Servable not found for request: Latest({name}); "
                                f"models served: {sorted(self.models)}")
         try:
             return self.models[name].resolve(version, label)
         except NotFound as err:
-            raise ServingError("NOT_FOUND", str(err)) from None
+            raise RequestError("NOT_FOUND", str(err)) from None
         except ValueError as err:
-            raise ServingError("INVALID_ARGUMENT", str(err)) from None
+            raise RequestError("INVALID_ARGUMENT", str(err)) from None
 
-    async def predict(self, name: str, inputs: dict[str, np.ndarray], version: int | None = None,
-                      label: str | None = None, signature_name: str = "") -> tuple[int, np.ndarray]:
-        version, _ = self.resolve(name, version, label)
+    async def predict(self, name: str, inputs: dict, version: int | None = None, label: str | None = None,
+                      signature_name: str = "") -> tuple[int, np.ndarray]:
+        """Inputs (arrays or nested lists) -> (resolved version, images)."""
+        version, model = self.resolve(name, version, label)
         check_signature(signature_name)
-        rows = _rows(inputs)
-        if rows > self.max_request_batch:
-            raise ServingError("INVALID_ARGUMENT", f"batch of {rows} rows is over this server's per-request limit "
-                               f"of {self.max_request_batch}; split the request")
+        arrays = {key: _as_array(key, value) for key, value in inputs.items()}
+        self.check_shapes(model.info, {key: array.shape for key, array in arrays.items()})
+        if "label" in arrays:
+            arrays["label"] = _checked_labels(arrays["label"], inputs["label"], model.info.num_classes)
         try:
-            return version, await self.batchers[(name, version)].predict(inputs)
+            return version, await self.batchers[(name, version)].predict(arrays)
         except InputError as err:
-            raise ServingError("INVALID_ARGUMENT", str(err)) from None
+            raise RequestError("INVALID_ARGUMENT", str(err)) from None
+        except QueueFull as err:
+            raise RequestError("RESOURCE_EXHAUSTED", str(err)) from None
+
+    def check_shapes(self, info, shapes: dict[str, tuple[int, ...]]) -> int:
+        """Names, ranks, sizes and rows against the signature and --max-request-batch; returns the most
+        values any one input may hold. Needs only the shapes, so gRPC calls it before building arrays."""
+        expected = {"z": (info.latent_dim,), **({"label": ()} if info.num_classes else {})}
+        if set(shapes) != set(expected):
+            missing, unknown = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+            raise RequestError("INVALID_ARGUMENT", f"inputs must be exactly {sorted(expected)}"
+                               + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+        if tuple(shapes["z"])[:1] == (0,):
+            raise RequestError("INVALID_ARGUMENT", "the batch is empty: send at least one row")
+        for key, tail in expected.items():
+            shape = tuple(shapes[key])
+            if len(shape) != 1 + len(tail) or shape[1:] != tail:
+                wanted = ", ".join(["batch", *(str(size) for size in tail)])
+                raise RequestError("INVALID_ARGUMENT", f"input '{key}' must have shape [{wanted}], got {list(shape)}")
+        rows = shapes["z"][0]
+        if rows > self.max_request_batch:
+            raise RequestError("INVALID_ARGUMENT", f"batch of {rows} rows is over this server's per-request limit "
+                               f"of {self.max_request_batch}; split the request")
+        if "label" in expected and shapes["label"][0] != rows:
+            raise RequestError("INVALID_ARGUMENT", f"input 'label' must have shape [{rows}] (one per row of z), "
+                               f"got {list(shapes['label'])}")
+        return rows * max(info.latent_dim, 1)
 
     def signature_def_map(self, name: str, version: int | None = None, label: str | None = None):
         version, model = self.resolve(name, version, label)
@@ -84,10 +116,28 @@ class GeneratorService:
 
 def check_signature(signature_name: str) -> None:
     if signature_name and signature_name != SIGNATURE_NAME:
-        raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{signature_name}" not found in signature '
+        raise RequestError("INVALID_ARGUMENT", f'Serving signature name: "{signature_name}" not found in signature '
                            f'def; this model has "{SIGNATURE_NAME}"')
 
 
-def _rows(inputs: dict[str, np.ndarray]) -> int:
-    z = inputs.get("z")
-    return int(np.shape(z)[0]) if z is not None and np.ndim(z) >= 1 else 0
+def _as_array(name: str, value) -> np.ndarray:
+    """A JSON value or decoded tensor as an array; ragged, nested-too-deep or non-numeric input is a 400."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise RequestError("INVALID_ARGUMENT", f"input '{name}' is not a rectangular array of numbers: every row "
+                           "must have the same length") from None
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise RequestError("INVALID_ARGUMENT", f"input '{name}' must be numeric, got {array.dtype}")
+    return array
+
+
+def _checked_labels(labels: np.ndarray, raw, num_classes: int) -> np.ndarray:
+    """Class ids as int32, range-checked on the values sent (a cast first would wrap 2**32+3 to 3)."""
+    if labels.dtype.kind == "b" or (isinstance(raw, list) and any(isinstance(v, bool) for v in raw)):
+        raise RequestError("INVALID_ARGUMENT", "input 'label' must hold integer class ids, not booleans")
+    if labels.dtype.kind == "f" and not (np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))):
+        raise RequestError("INVALID_ARGUMENT", "input 'label' must hold integers")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise RequestError("INVALID_ARGUMENT", f"input 'label' must be in [0, {num_classes - 1}]")
+    return labels.astype(np.int32)

@@ -7,6 +7,7 @@ descriptor file with `python -m serving.protos.build_descriptors`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,26 +67,41 @@ def to_tensor_proto(array: np.ndarray):
     return proto
 
 
-def from_tensor_proto(proto) -> np.ndarray:
-    """TensorProto -> numpy, from `tensor_content` or the typed `*_val` fields (with broadcast of one value)."""
-    if proto.dtype not in _NUMPY_OF:
-        raise ValueError(f"unsupported tensor dtype {dtype_name(proto.dtype)}")
-    dtype = np.dtype(_NUMPY_OF[proto.dtype])
+def declared_shape(proto) -> tuple[int, ...]:
+    """The shape a TensorProto claims, checked for negative sizes (nothing is allocated)."""
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     if any(s < 0 for s in shape):
         raise ValueError(f"tensor shape {list(shape)} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
+    return shape
+
+
+def from_tensor_proto(proto, max_values: int | None = None) -> np.ndarray:
+    """TensorProto -> numpy, from `tensor_content` or the typed `*_val` fields (with broadcast of one value).
+
+    `max_values` caps the element count the shape may declare; it is checked, with the content size,
+    before anything is allocated, so a tiny message cannot make the server build a huge array.
+    """
+    if proto.dtype not in _NUMPY_OF:
+        raise ValueError(f"unsupported tensor dtype {dtype_name(proto.dtype)}")
+    dtype = np.dtype(_NUMPY_OF[proto.dtype])
+    shape = declared_shape(proto)
+    count = math.prod(shape)  # exact (Python ints): no overflow however large the dims
+    if max_values is not None and count > max_values:
+        raise ValueError(f"tensor shape {list(shape)} has {count} values, over this server's limit of {max_values}")
     if proto.tensor_content:
+        if len(proto.tensor_content) != count * dtype.itemsize:
+            raise ValueError(f"tensor_content holds {len(proto.tensor_content)} bytes but shape {list(shape)} of "
+                             f"{dtype_name(proto.dtype)} needs {count * dtype.itemsize}")
         values = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype)
     else:
         field = _VALUE_FIELD[proto.dtype]
         raw = getattr(proto, field)
+        if len(raw) not in (count, 1) or (count == 0 and len(raw)):
+            raise ValueError(f"tensor holds {len(raw)} values but its shape {list(shape)} needs {count}")
         if proto.dtype == DT["DT_HALF"]:
             values = np.array(raw, np.uint16).view(np.float16)
         else:
             values = np.array(raw, dtype=dtype)
-        if len(values) == 1 and count > 1:
+        if len(values) == 1 and count != 1:
             values = np.full(count, values[0], dtype)
-    if values.size != count:
-        raise ValueError(f"tensor holds {values.size} values but its shape {list(shape)} needs {count}")
     return values.reshape(shape)
