@@ -7,6 +7,11 @@ they import. `serving.protos` builds message classes from it with plain `protobu
 server and the client speak TF Serving's wire format without importing TensorFlow (whose own
 generated modules import the whole `tensorflow` package). `tests/test_protos.py` fails when this
 file and the installed tensorflow-serving-api disagree.
+
+tensorflow-serving-api does not ship `BatchingParameters` (session_bundle_config.proto) or
+`MonitoringConfig` (monitoring_config.proto), which the server reads with text_format from
+--batching_parameters_file and --monitoring_config_file; `config_messages()` declares them here
+with TF Serving's field names and numbers.
 """
 
 from __future__ import annotations
@@ -41,7 +46,30 @@ def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
     for file_descriptor in ordered:
         proto = result.file.add()
         file_descriptor.CopyToProto(proto)
+    result.file.append(config_messages())
     return result
+
+
+def config_messages() -> descriptor_pb2.FileDescriptorProto:
+    """BatchingParameters, PrometheusConfig and MonitoringConfig as TF Serving defines them."""
+    field = descriptor_pb2.FieldDescriptorProto
+    f = descriptor_pb2.FileDescriptorProto(name="gan_serve/tfserving_server_files.proto", package="tensorflow.serving",
+                                           syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    batching = f.message_type.add(name="BatchingParameters")
+    for number, name, kind in [(1, "max_batch_size", "Int64Value"), (2, "batch_timeout_micros", "Int64Value"),
+                               (3, "max_enqueued_batches", "Int64Value"), (4, "num_batch_threads", "Int64Value"),
+                               (5, "thread_pool_name", "StringValue")]:
+        batching.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+                           type_name=f".google.protobuf.{kind}")
+    batching.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
+    batching.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    prometheus = f.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    monitoring = f.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(name="prometheus_config", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+                         type_name=".tensorflow.serving.PrometheusConfig")
+    return f
 
 
 def main() -> None:
