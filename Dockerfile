@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image per role:
 #   train       TensorFlow GPU image + this package; entrypoint `python -m training.run`
-#   tfserving   TensorFlow Serving pinned to the TensorFlow version used for export, with the model
+#   tfserving   TensorFlow Serving (its newest release, 2.20.0), with the model
 #   onnx-serve  slim Python + onnxruntime server (no TensorFlow), entrypoint `python -m serving.server`
 #   onnx-serve-gpu  the same with onnxruntime-gpu on a CUDA runtime base
 #
@@ -13,6 +13,9 @@
 # runs/) out of the main context. Without them the serving images start empty; mount /models instead.
 
 ARG TF_VERSION=2.21.0
+# TF Serving's newest release: 2.21 was never released. tools/check_tfserving_compat.py proves an
+# export from TF_VERSION loads and computes the same in this TensorFlow (run it when either moves).
+ARG TF_SERVING_VERSION=2.20.0
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # Empty defaults for the named contexts (overridden by --build-context).
@@ -42,7 +45,7 @@ ENTRYPOINT ["python", "-m", "training.run"]
 CMD ["--output-dir", "/runs/default"]
 
 # ------------------------------------------------------------------------------------------ tfserving
-FROM tensorflow/serving:${TF_VERSION} AS tfserving
+FROM tensorflow/serving:${TF_SERVING_VERSION} AS tfserving
 COPY serving/tfserving/batching_parameters_cpu.txt /config/batching_parameters.txt
 COPY serving/tfserving/monitoring.config /config/monitoring.config
 COPY serving/tfserving/models.config /config/models.config
@@ -51,9 +54,12 @@ RUN useradd --create-home --uid 10001 --user-group tfserving
 USER 10001:10001
 EXPOSE 8500 8501
 # /models/models.config, when the export wrote one (python -m serving.tfserving.config), replaces the
-# default: pass --model_config_file=/models/models.config as the container's command.
+# default: pass --model_config_file=/models/models.config as the container's command. Labels in a
+# models.config stop the server at start-up unless --allow_version_labels_for_unavailable_models
+# is set (tensorflow/serving#1230): the versions are not loaded yet when the labels are assigned.
 ENTRYPOINT ["tensorflow_model_server", "--port=8500", "--rest_api_port=8501", \
-            "--model_config_file_poll_wait_seconds=60", "--enable_batching", \
+            "--model_config_file_poll_wait_seconds=60", "--allow_version_labels_for_unavailable_models=true", \
+            "--enable_batching", \
             "--batching_parameters_file=/config/batching_parameters.txt", \
             "--monitoring_config_file=/config/monitoring.config"]
 CMD ["--model_config_file=/config/models.config"]

@@ -1,34 +1,34 @@
-"""Export orchestration: stage both artifacts, gate them on parity, then publish atomically.
+"""Export orchestration: stage both artifacts, gate them on parity, then publish them together.
 
     <out>/tfserving/<name>/<version>/   SavedModel + assets.extra/ (warmup, model card)
-    <out>/onnx/<name>.onnx              ONNX model (+ <name>.model_card.json beside it)
-    <out>/onnx-models/<name>/<version>/ the same ONNX model + card, versioned for serving.server
-    <out>/export_report.json            the parity numbers
-    <out>/model_card.json               the model card
+    <out>/onnx-models/<name>/<version>/ the same version's ONNX model + card, for serving.server
+    <out>/onnx/<name>.onnx              a copy of the newest version's ONNX model (+ its card beside it)
+    <out>/export_report.json            the parity numbers of the newest export
+    <out>/model_card.json               the newest version's model card
 
-A version is staged in `<out>/tfserving/.staging-*` (beside the base path, on the same filesystem)
-and renamed into place only after every check passed: a model server polling the base path never
-sees a half-written version, and a failed export leaves none behind.
+Each export claims its version and builds it in a locked staging directory beside the base path
+(export.publish), so concurrent exports into one --output-dir get distinct versions, a model server
+polling the base path never sees a half-written version, and a failed export leaves none behind.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 
+from common.atomic import DiskFullError, is_disk_full, write_json_atomic
 from export import ExportError, ParityError
 from export.model_card import build_model_card
 from export.onnx_export import OPSET, write_onnx
 from export.parity import TOLERANCE, check_parity
 from export.savedmodel import op_set, write_savedmodel, write_warmup_file
+from export.variant_gate import DEFAULT_MAX_FID_INCREASE, DEFAULT_SAMPLES, build_and_gate
+from serving.onnx_generator import variant_file
+from export.publish import ExportRoot
 from export.signature import GeneratorSpec
-from common.atomic import write_json_atomic
 
 
 @dataclass
@@ -37,6 +37,7 @@ class ExportResult:
     onnx_path: Path
     report: dict
     card: dict
+    variants: dict = field(default_factory=dict)  # variant -> VariantReport (published or not)
 
 
 def load_generator(run_dir: Path) -> keras.Model:
@@ -55,22 +56,6 @@ def load_generator(run_dir: Path) -> keras.Model:
                           "incompatible version; re-run training to write it again.") from None
 
 
-def versions_in(base: Path) -> list[int]:
-    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.is_dir() else []
-
-
-def choose_version(base: Path, requested: int | None) -> int:
-    existing = versions_in(base)
-    if requested is None:
-        return (existing[-1] + 1) if existing else 1
-    if requested <= 0:
-        raise ExportError(f"--version must be a positive integer, got {requested}.")
-    if requested in existing:
-        raise ExportError(f"Version {requested} already exists in {base}; versions are immutable. "
-                          f"Omit --version to publish {existing[-1] + 1}, or choose a new number.")
-    return requested
-
-
 def _training_facts(run_dir: Path) -> dict:
     def read(name):
         path = run_dir / name
@@ -81,9 +66,18 @@ def _training_facts(run_dir: Path) -> dict:
             "final_metrics": history[-1] if history else None}
 
 
+def needed_bytes(generator: keras.Model) -> int:
+    """A generous estimate of the disk an export takes: the weights thrice (SavedModel, ONNX, ONNX
+    copy) plus graphs, warmup records and cards."""
+    return 3 * 4 * int(generator.count_params()) + (2 << 20)
+
+
 def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generator",
-                     version: int | None = None, tolerance: float = TOLERANCE) -> ExportResult:
-    """Export, check, publish. Raises ExportError (bad input) or ParityError (nothing published)."""
+                     version: int | None = None, tolerance: float = TOLERANCE, variants: tuple[str, ...] = (),
+                     max_fid_increase: float = DEFAULT_MAX_FID_INCREASE,
+                     variant_samples: int = DEFAULT_SAMPLES) -> ExportResult:
+    """Export, check, publish. Raises ExportError (bad input), ParityError or DiskFullError; on any
+    of them nothing is published and nothing staged is left."""
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ExportError(f"--output-dir {output_dir} is a file; choose a directory path.")
@@ -91,55 +85,56 @@ def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generat
         raise ExportError(f"--model-name {model_name!r} must be letters, digits, '-', '_' or '.', not starting with '.'.")
     generator = load_generator(run_dir)
     spec = GeneratorSpec.of(generator)
-    base = output_dir / "tfserving" / model_name
-    version = choose_version(base, version)
-    (output_dir / "onnx").mkdir(parents=True, exist_ok=True)
-    base.parent.mkdir(parents=True, exist_ok=True)
-
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{model_name}-{version}-", dir=base.parent))
-    onnx_tmp = output_dir / "onnx" / f".{model_name}.onnx.staging"
+    root = ExportRoot(output_dir, model_name)
     try:
-        stage = staging / "model"
+        return _export(generator, spec, run_dir, root, version, tolerance, tuple(variants), max_fid_increase,
+                       variant_samples)
+    except (ExportError, ParityError):
+        raise
+    except Exception as err:
+        if is_disk_full(err):
+            raise DiskFullError(output_dir, needed_bytes(generator)) from None
+        raise
+
+
+def _export(generator, spec, run_dir: Path, root: ExportRoot, version: int | None, tolerance: float,
+            variants: tuple[str, ...], max_fid_increase: float, variant_samples: int) -> ExportResult:
+    (root.out / "onnx").mkdir(parents=True, exist_ok=True)
+    facts = _training_facts(run_dir)
+    with root.claim(version) as staged:
+        version, stage, name = staged.version, staged.savedmodel, root.name
         write_savedmodel(generator, spec, stage)
-        write_warmup_file(spec, stage, model_name)
-        training = _training_facts(run_dir)
-        write_onnx(generator, spec, onnx_tmp, metadata={
-            "model_name": model_name, "version": str(version), "latent_dim": str(spec.latent_dim),
+        write_warmup_file(spec, stage, name)
+        staged.onnx_dir.mkdir()
+        write_onnx(generator, spec, staged.onnx, metadata={
+            "model_name": name, "version": str(version), "latent_dim": str(spec.latent_dim),
             "num_classes": str(spec.num_classes or 0), "value_range": "[-1, 1]",
-            "class_names": json.dumps((training.get("dataset") or {}).get("class_names"))})
+            "class_names": json.dumps((facts.get("dataset") or {}).get("class_names"))})
 
-        report = check_parity(generator, spec, stage, onnx_tmp, tolerance=tolerance)
-        write_json_atomic(output_dir / "export_report.json",
-                          {"model_name": model_name, "version": version, **report.to_dict()})
-        if not report.passed:
-            raise ParityError("Parity check failed, nothing was published:\n  " + "\n  ".join(report.failures))
+        report = {"version": version, **check_parity(generator, spec, stage, staged.onnx, tolerance=tolerance).to_dict()}
+        if not report["passed"]:
+            root.write_report(report)
+            raise ParityError("Parity check failed, nothing was published:\n  " + "\n  ".join(report["failures"]))
+        # Variants are built and judged beside the staged version; only those that pass go with it.
+        variant_reports, passed = build_and_gate(run_dir, spec, staged.onnx, staged.root, variants,
+                                                 max_fid_increase, variant_samples)
+        for variant, path in passed.items():
+            path.rename(staged.onnx_dir / path.name)
 
-        version_dir, onnx_path = base / str(version), output_dir / "onnx" / f"{model_name}.onnx"
         # Keyed by the paths the files will have once published, hashed where they are now.
-        published = lambda path: str(path.relative_to(output_dir))  # noqa: E731
+        published = lambda path: str(path.relative_to(root.out))  # noqa: E731
+        version_dir, onnx_dir = root.version_dir(version), root.onnx_version_dir(version)
         artifacts = {published(version_dir / p.relative_to(stage)): p for p in sorted(stage.rglob("*")) if p.is_file()}
-        artifacts[published(onnx_path)] = onnx_tmp
-        card = build_model_card(model_name=model_name, version=version, spec=spec, training=training,
-                                op_set=op_set(stage), onnx_opset=OPSET, artifacts=artifacts,
-                                parity=report.to_dict())
+        artifacts[published(onnx_dir / "model.onnx")] = staged.onnx
+        artifacts[published(root.latest_onnx)] = staged.onnx  # the copy made when this version is the newest
+        for variant in passed:
+            staged_variant = staged.onnx_dir / f"model.{variant}.onnx"
+            artifacts[published(onnx_dir / staged_variant.name)] = staged_variant
+            artifacts[published(variant_file(root.latest_onnx, variant))] = staged_variant
+        card = build_model_card(model_name=name, version=version, spec=spec, training=facts,
+                                op_set=op_set(stage), onnx_opset=OPSET, artifacts=artifacts, parity=report,
+                                variants={v: r.to_dict() for v, r in variant_reports.items()})
         write_json_atomic(stage / "assets.extra" / "model_card.json", card)
-
-        onnx_base = output_dir / "onnx-models" / model_name
-        onnx_stage = staging / "onnx"
-        onnx_stage.mkdir()
-        shutil.copyfile(onnx_tmp, onnx_stage / "model.onnx")
-        write_json_atomic(onnx_stage / "model_card.json", card)
-        onnx_base.mkdir(parents=True, exist_ok=True)
-        if (onnx_base / str(version)).exists():
-            raise ExportError(f"{onnx_base / str(version)} already exists; choose another --version.")
-
-        base.mkdir(exist_ok=True)
-        os.rename(stage, version_dir)  # the atomic publish of the TF Serving version
-        os.rename(onnx_stage, onnx_base / str(version))
-        os.replace(onnx_tmp, onnx_path)
-        write_json_atomic(output_dir / "onnx" / f"{model_name}.model_card.json", card)
-        write_json_atomic(output_dir / "model_card.json", card)
-        return ExportResult(version_dir, onnx_path, report.to_dict(), card)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        onnx_tmp.unlink(missing_ok=True)
+        write_json_atomic(staged.onnx_dir / "model_card.json", card)
+        root.publish(staged, card, report, variants=tuple(passed))
+        return ExportResult(version_dir, root.latest_onnx, report, card, variant_reports)

@@ -4,7 +4,8 @@
     python -m export.generate --model exports/tfserving/generator            # highest version
     python -m export.generate --model exports/tfserving/generator/3 --out v3.png
 
-Class-conditional models draw one row per class. Exit 2 on a path that is not an artifact.
+Class-conditional models draw one row per class. Exit 2 on a path that is not an artifact. An .onnx
+model needs no TensorFlow: nothing here imports it until a SavedModel or .keras file is loaded.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def generate(model: str | Path, num: int, seed: int) -> tuple[np.ndarray, int]:
     """Images in [-1, 1] from an artifact, and the grid's row count (one per class when conditional)."""
-    from training.evaluate import load_sampler
     from common.grid import sample_inputs
+    from export.artifacts import load_sampler
 
     sampler = load_sampler(model)
     inputs, rows = sample_inputs(sampler.latent_dim, num, sampler.num_classes, seed)
@@ -39,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.num <= 0:
         parser.error("--num must be positive")
-    from training.data import DataError
+    from export.artifacts import ArtifactError
 
     try:
         images, rows = generate(args.model, args.num, args.seed)
-    except DataError as err:
+    except ArtifactError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from common.grid import save_grid

@@ -1,6 +1,8 @@
 """`python -m export.run`: a trained run directory -> TF Serving SavedModel + ONNX, parity-checked.
 
-Exit codes: 0 published; 1 parity failed (nothing published); 2 bad input (nothing published).
+Exit codes: 0 published; 1 parity failed (nothing published); 2 bad input (nothing published);
+3 published, but a requested --variants file failed its quality gate and was left out;
+4 the disk filled up (nothing published, staging removed; the message names the path and the space needed).
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.atomic import DiskFullError  # noqa: E402
 from export import ExportError, ParityError  # noqa: E402
 from export.parity import TOLERANCE  # noqa: E402
+from export.variant_gate import DEFAULT_MAX_FID_INCREASE, DEFAULT_SAMPLES  # noqa: E402
+from export.variants import parse_variants  # noqa: E402
+
+
+EXIT_DISK_FULL = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m export.run",
+        prog="python -m export.run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: " + __doc__.split("Exit codes: ", 1)[1].strip(),
         description="Export a trained generator for TensorFlow Serving and onnxruntime. Both artifacts "
                     "must match the Keras generator (parity gate) before anything is published.")
     parser.add_argument("--run-dir", required=True, help="Run directory written by training.run.")
@@ -27,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TF Serving version number (default: one above the highest existing).")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help=f"Max |difference| allowed between artifacts and Keras (default: {TOLERANCE:g}).")
+    parser.add_argument("--variants", default="",
+                        help="Faster ONNX variants to publish beside float32, e.g. int8,fp16 (default: none). "
+                             "Each is published only if its FID passes --max-fid-increase.")
+    parser.add_argument("--max-fid-increase", type=float, default=DEFAULT_MAX_FID_INCREASE,
+                        help=f"Largest FID increase a variant may cost over float32, as a fraction "
+                             f"(default: {DEFAULT_MAX_FID_INCREASE:g} = {DEFAULT_MAX_FID_INCREASE * 100:.0f}%%).")
+    parser.add_argument("--variant-samples", type=int, default=DEFAULT_SAMPLES,
+                        help=f"Samples per FID in the variant gate (default: {DEFAULT_SAMPLES}; fewer is unreliable).")
     return parser
 
 
@@ -35,17 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     from export.exporter import export_generator
 
     try:
-        result = export_generator(args.run_dir, args.output_dir, args.model_name, args.version, args.tolerance)
+        variants = parse_variants(args.variants)
+        result = export_generator(args.run_dir, args.output_dir, args.model_name, args.version, args.tolerance,
+                                  variants, args.max_fid_increase, args.variant_samples)
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ParityError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except DiskFullError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_DISK_FULL
     worst = max(max(d.values()) for d in result.report["max_abs_diff"].values())
     print(f"Published {result.version_dir} and {result.onnx_path} "
           f"(parity passed: max |diff| {worst:.2e} <= {args.tolerance:g}).")
-    return 0
+    for report in result.variants.values():
+        path = result.onnx_path.with_name(f"{args.model_name}.{report.variant}.onnx")
+        print(f"Variant {report.summary()}" + (f": published {path}" if report.published else
+              ": NOT published (raise --max-fid-increase only if that quality cost is acceptable)"))
+    return 3 if any(not r.published for r in result.variants.values()) else 0
 
 
 if __name__ == "__main__":

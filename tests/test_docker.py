@@ -53,22 +53,59 @@ def test_hadolint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def dockerfile_arg(name: str) -> str:
+    return re.search(rf"^ARG {name}=([\d.]+)$", (REPO / "Dockerfile").read_text(), re.M).group(1)
+
+
 def test_three_targets_on_pinned_bases():
     found = stages()
     assert set(TARGETS) <= set(found)
-    tf_version = re.search(r"ARG TF_VERSION=([\d.]+)", (REPO / "Dockerfile").read_text()).group(1)
-    assert instructions("train", "FROM") == [f"tensorflow/tensorflow:{tf_version}-gpu"]
-    assert instructions("tfserving", "FROM") == [f"tensorflow/serving:{tf_version}"]
+    assert instructions("train", "FROM") == [f"tensorflow/tensorflow:{dockerfile_arg('TF_VERSION')}-gpu"]
+    assert instructions("tfserving", "FROM") == [f"tensorflow/serving:{dockerfile_arg('TF_SERVING_VERSION')}"]
     for target in TARGETS:
         (image,) = instructions(target, "FROM")
         name, _, tag = image.partition(":")
         assert tag and tag != "latest" and re.search(r"\d", tag), f"{target} base {image} is not pinned"
 
 
-def test_tfserving_image_matches_the_tensorflow_used_for_export():
+# TF Serving releases that exist (2.21 was never released); bump with a checked tag.
+RELEASED_TF_SERVING = {"2.18.0", "2.19.0", "2.20.0"}
+
+
+def test_tfserving_image_is_a_released_tag_checked_against_the_export_tensorflow():
+    """Training exports with TF_VERSION; the serving image runs TF_SERVING_VERSION. The two may
+    differ only with tools/check_tfserving_compat.py checking that pair (its default)."""
     import tensorflow as tf
 
-    assert instructions("tfserving", "FROM") == [f"tensorflow/serving:{tf.__version__}"]
+    serving = dockerfile_arg("TF_SERVING_VERSION")
+    assert serving in RELEASED_TF_SERVING
+    assert dockerfile_arg("TF_VERSION") == tf.__version__
+    tool = (REPO / "tools" / "check_tfserving_compat.py").read_text()
+    assert re.search(rf'"--tf-version", default="{re.escape(serving)}"', tool)
+    readme = (REPO / "README.md").read_text()
+    assert set(re.findall(r"tensorflow/serving:([\w.-]+)", readme)) == {serving, f"{serving}-gpu"}
+
+
+def tfserving_start_lines() -> dict[str, str]:
+    """Every place that starts TF Serving: the image's entrypoint, compose, each README command."""
+    found = {"Dockerfile ENTRYPOINT": instructions("tfserving", "ENTRYPOINT")[0]}
+    service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["tfserving"]
+    found["compose tfserving"] = " ".join(service.get("entrypoint") or []) or found["Dockerfile ENTRYPOINT"]
+    commands = re.sub(r"\\\n\s*", " ", (REPO / "README.md").read_text())  # join continued lines
+    for line in commands.splitlines():
+        if re.search(r"tensorflow/serving:|tensorflow_model_server", line) and line.lstrip().startswith("docker run"):
+            found[f"README: {line.strip()[:60]}"] = line
+        elif "docker run" in line and "gan-tfserving" in line:
+            assert "--entrypoint" not in line
+            found[f"README: {line.strip()[:60]}"] = found["Dockerfile ENTRYPOINT"]
+    return found
+
+
+def test_tf_serving_is_always_started_allowing_labels_for_versions_not_yet_loaded():
+    lines = tfserving_start_lines()
+    assert sum(key.startswith("README") for key in lines) >= 3, lines
+    for where, line in lines.items():
+        assert "--allow_version_labels_for_unavailable_models=true" in line, where
 
 
 def test_every_stage_runs_as_a_non_root_user():

@@ -1,6 +1,7 @@
 """Export: layout, signature, warmup, parity gate, atomic publish, versions, model card, generate."""
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -80,7 +81,7 @@ def test_model_card_describes_the_model_and_hashes_the_published_files(tiny_expo
     assert card["conditional"] is False and card["training"]["config"]["width"] == 4
     assert card["training"]["final_metrics"]["global_step"] == 3
     assert {"tensorflow", "keras", "tf2onnx", "onnxruntime"} <= set(card["package_versions"])
-    assert "Conv2DBackpropInput" in card["savedmodel_op_set"] or "Conv2DBackpropInputV2" in card["savedmodel_op_set"]
+    assert {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropInputV2"} & set(card["savedmodel_op_set"])
     assert "onnx/generator.onnx" in card["sha256"] and "tfserving/generator/1/saved_model.pb" in card["sha256"]
     for relative, digest in card["sha256"].items():
         assert sha256(tiny_export / relative) == digest, relative
@@ -164,3 +165,240 @@ def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_cond
     assert generate(["--model", str(out / "onnx" / "generator.onnx"), "--num", "20", "--out", str(tmp_path / "c.png")]) == 0
     assert Image.open(tmp_path / "c.png").size == (2 * 29 + 1, 10 * 29 + 1)
     assert generate(["--model", str(tmp_path / "missing.onnx")]) == 2
+
+
+# -- concurrency, crashes, file modes, full disks (issue 10, items 8-11) ---------------------------
+
+def _run_with_weights(tiny_run, root, scale):
+    """A copy of `tiny_run` whose generator's weights are scaled: a different model, same shapes."""
+    import shutil
+
+    import keras
+
+    import training  # noqa: F401
+
+    run = root / f"run_x{scale}"
+    shutil.copytree(tiny_run, run)
+    generator = keras.models.load_model(run / "generator.keras", compile=False)
+    generator.set_weights([w * scale for w in generator.get_weights()])
+    generator.save(run / "generator.keras")
+    return run, generator
+
+
+def _published(out):
+    return sorted(int(p.name) for p in (out / "tfserving" / "generator").iterdir() if p.name.isdigit())
+
+
+@pytest.mark.slow
+def test_concurrent_exports_into_one_dir_publish_whole_distinct_versions(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    from export.parity import OnnxRuntime
+    from tests.conftest import REPO
+
+    runs = dict(_run_with_weights(tiny_run, tmp_path, scale) for scale in (0.5, 1.5))
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "export.run", "--run-dir", str(run), "--output-dir", str(out)],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for run in runs]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert _published(out) == [1, 2]
+    assert sorted(p.name for p in (out / "tfserving").iterdir()) == ["generator"]  # no staging left
+    z = np.random.default_rng(5).standard_normal((4, 8)).astype(np.float32)
+    seen_runs = set()
+    for version in (1, 2):
+        card = json.loads((out / "tfserving" / "generator" / str(version) / "assets.extra" / "model_card.json").read_text())
+        assert card["version"] == version
+        run = next(r for r in runs if str(r) == card["training"]["run_dir"])
+        seen_runs.add(run)
+        expected = np.asarray(runs[run](z, training=False))
+        session = TFServingSession(out / "tfserving" / "generator" / str(version))
+        try:
+            from_savedmodel = session({"z": z})
+        finally:
+            session.close()
+        from_onnx = OnnxRuntime(out / "onnx-models" / "generator" / str(version) / "model.onnx")({"z": z})
+        np.testing.assert_allclose(from_savedmodel, expected, atol=1e-4)  # this version's SavedModel ...
+        np.testing.assert_allclose(from_onnx, expected, atol=1e-4)  # ... and ONNX come from one run
+        for relative, digest in card["sha256"].items():
+            if relative != "onnx/generator.onnx":  # the newest version's copy, checked below
+                assert sha256(out / relative) == digest, (version, relative)
+    assert seen_runs == set(runs)
+    newest = json.loads((out / "model_card.json").read_text())
+    assert newest["version"] == 2 and json.loads((out / "export_report.json").read_text())["version"] == 2
+    assert sha256(out / "onnx" / "generator.onnx") == newest["sha256"]["onnx/generator.onnx"]
+
+
+@pytest.mark.slow
+def test_a_killed_export_leaves_leftovers_the_next_one_removes_without_touching_live_ones(tiny_run, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from common.atomic import staging_dir
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "export.run", "--run-dir", str(tiny_run), "--output-dir", str(out)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((out / "tfserving").glob(".staging-*/model/saved_model.pb")):  # mid-export
+        assert proc.poll() is None and time.monotonic() < deadline, "the export ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (dead,) = (out / "tfserving").glob(".staging-generator-v1.*")
+    with staging_dir(out / "tfserving", "generator-v7") as live:  # an export still running beside us
+        (live / "model").mkdir()
+        assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0
+        assert not dead.exists(), "the killed export's staging directory was left"
+        assert live.is_dir() and (live / "model").is_dir(), "a live export's staging directory was removed"
+        assert _published(out) == [8]  # 1 was freed by the dead export; 7 is claimed by the live one
+    assert not live.exists() and _published(out) == [8]
+
+
+def test_temp_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from common.atomic import remove_stale
+    from tests.conftest import REPO
+
+    write = "from common.atomic import atomic_path\nwith atomic_path({!r}) as t:\n    t.write_bytes(b'x')\n    {}\n"
+    killed = subprocess.run([sys.executable, "-c", write.format(str(tmp_path / "a.json"), "import os; os.kill(os.getpid(), 9)")],
+                            cwd=REPO)
+    assert killed.returncode == -9
+    (leftover,) = tmp_path.glob(".a.json.*.tmp")
+    live = subprocess.Popen([sys.executable, "-c", write.format(str(tmp_path / "b.json"), "print('writing', flush=True); input()")],
+                            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout.readline().strip() == "writing"
+        assert remove_stale(tmp_path) == [] and leftover.exists()  # a writer is busy here: hands off
+    finally:
+        live.communicate("\n", timeout=30)
+    assert live.returncode == 0 and (tmp_path / "b.json").read_bytes() == b"x"
+    assert remove_stale(tmp_path) == [leftover] and not leftover.exists()
+    assert (tmp_path / "b.json").exists()
+
+
+def _published_files(out):
+    for path in out.rglob("*"):
+        if not any(part.startswith(".") for part in path.relative_to(out).parts):
+            yield path
+
+
+def _as_nobody():
+    import os
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(nobody.pw_gid)
+    os.setuid(nobody.pw_uid)
+
+
+def _python_nobody_can_run():
+    """An interpreter nobody may execute with this venv's packages (a pyenv under /root is not)."""
+    import shutil
+    import subprocess
+    import sys
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python in filter(None, [sys.executable, shutil.which(f"python{version}"), f"/usr/bin/python{version}"]):
+        try:
+            if subprocess.run([python, "-c", ""], preexec_fn=_as_nobody, capture_output=True).returncode == 0:
+                return python
+        except OSError:
+            continue
+    pytest.skip(f"no python{version} that user nobody may execute")
+
+
+def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_them(tiny_export, tmp_path):
+    import os
+    import shutil
+    import site
+    import subprocess
+    import tempfile
+    import time
+
+    import httpx
+
+    from common.atomic import umask
+    from tests.conftest import REPO
+    from tests.test_server import free_port
+
+    mask = umask()
+    for path in _published_files(tiny_export):
+        expected = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert path.stat().st_mode & 0o777 == expected, f"{path} is {oct(path.stat().st_mode & 0o777)}"
+    python = _python_nobody_can_run()
+    rest, grpc_port = free_port(), free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
+           "PYTHONPATH": os.pathsep.join([str(REPO), *site.getsitepackages()])}
+    with tempfile.TemporaryDirectory(prefix="nobody-reads-", dir="/tmp") as public:  # pytest's tmp is root-only
+        os.chmod(public, 0o755)
+        shutil.copytree(tiny_export / "onnx-models", f"{public}/onnx-models")  # copytree keeps the modes
+        server = subprocess.Popen([python, "-m", "serving.server", "--model-base-path", f"{public}/onnx-models/generator",
+                                   "--rest-port", str(rest), "--grpc-port", str(grpc_port)], cwd=REPO, env=env,
+                                  preexec_fn=_as_nobody, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            uid = next(line.split()[1] for line in open(f"/proc/{server.pid}/status") if line.startswith("Uid:"))
+            assert int(uid) == __import__("pwd").getpwnam("nobody").pw_uid
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "the server did not become ready"
+                try:
+                    if httpx.get(f"http://127.0.0.1:{rest}/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            response = httpx.post(f"http://127.0.0.1:{rest}/v1/models/generator:predict",
+                                  json={"instances": np.zeros((2, 8)).tolist()}, timeout=10)
+            assert response.status_code == 200, response.text
+            assert np.array(response.json()["predictions"]).shape == (2, 28, 28, 1)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _mount_tmpfs(path, size):
+    import subprocess
+
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill up ({result.stderr.strip()}): needs root and mount permission")
+
+
+def test_a_full_disk_exits_4_naming_the_path_and_space_and_leaves_nothing(tiny_run, tmp_path, capsys):
+    import subprocess
+
+    disk = tmp_path / "tiny-disk"
+    _mount_tmpfs(disk, "160k")
+    try:
+        out = disk / "exports"
+        assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 4
+        err = capsys.readouterr().err
+        assert "No space left" in err and str(out) in err
+        assert re.search(r"needs about [\d.]+ MiB free", err), err
+        assert "Traceback" not in err
+        assert [p.name for p in (out / "tfserving").iterdir()] == [], "staging or a version left behind"
+        assert list((out / "onnx").iterdir()) == [] and not (out / "onnx-models").exists()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_export_generate_imports_no_tensorflow_for_an_onnx_model(tiny_export, tmp_path):
+    from tests.conftest import run_python
+
+    probe = ("import sys; from export.generate import main; "
+             f"assert main(['--model', {str(tiny_export / 'onnx' / 'generator.onnx')!r}, '--num', '4', "
+             f"'--out', {str(tmp_path / 'g.png')!r}]) == 0; "
+             "print(sorted(m for m in ('tensorflow', 'keras', 'training') if m in sys.modules))")
+    result = run_python("-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]" and (tmp_path / "g.png").is_file()

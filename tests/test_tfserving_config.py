@@ -80,3 +80,38 @@ def test_write_deployment_names_the_exported_base_path(tiny_export, capsys):
     assert (tiny_export / "tfserving" / "generator" / "1" / "saved_model.pb").is_file()
     assert tfs.main(["--export-dir", str(tiny_export), "--canary", "9"]) == 2
     assert "not exported: {'canary': 9}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ['gen"erator', "gen\nerator", 'a" } config { name: "b'])
+def test_model_names_are_escaped_by_text_format_and_refused_by_the_cli(name, tiny_export, capsys):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    parsed = text_format.Parse(tfs.models_config(name, f"/models/{name}", {"stable": 1}),
+                               model_server_config_pb2.ModelServerConfig())
+    (model,) = parsed.model_config_list.config  # a quote or newline cannot add or break a config entry
+    assert model.name == name and model.base_path == f"/models/{name}"
+    assert tfs.main(["--export-dir", str(tiny_export), "--model-name", name, "--stable", "1"]) == 2
+    assert "is not a model export.run can write" in capsys.readouterr().err
+
+
+def test_models_config_needs_no_tensorflow():
+    from tests.conftest import run_python
+
+    probe = ("import sys; from serving.tfserving import config; config.models_config('g', '/m/g', {'stable': 1}); "
+             "print('tensorflow' in sys.modules)")
+    result = run_python("-c", probe)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+def test_batch_threads_are_one_per_core_of_the_serving_host(tiny_export):
+    import os
+
+    def threads(text):
+        return text_format.Parse(text, documented_message("BatchingParameters")()).num_batch_threads.value
+
+    assert threads((tfs.HERE / "batching_parameters_cpu.txt").read_text()) == tfs.COMMITTED_BATCH_THREADS == 4
+    assert tfs.main(["--export-dir", str(tiny_export)]) == 0
+    assert threads((tiny_export / "tfserving" / "batching_parameters.txt").read_text()) == os.cpu_count()
+    assert tfs.main(["--export-dir", str(tiny_export), "--num-batch-threads", "3", "--device", "gpu"]) == 0
+    assert threads((tiny_export / "tfserving" / "batching_parameters.txt").read_text()) == 3
+    assert tfs.main(["--export-dir", str(tiny_export), "--num-batch-threads", "0"]) == 2

@@ -4,47 +4,59 @@
 
 writes into `exports/tfserving/`: `models.config` (ModelServerConfig), `batching_parameters.txt`
 (BatchingParameters, for --device cpu or gpu) and `monitoring.config` (MonitoringConfig with
-Prometheus on). The committed copies in this directory are the same files for the defaults.
+Prometheus on). The committed copies in this directory are the same files for the defaults (and a
+4-core serving host). `models.config` is built as the ModelServerConfig message and printed by
+protobuf's text_format, so every name and path is escaped the way TF Serving parses it back.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
-# Chosen for a small DCGAN generator. CPU: one batch per core, short timeout (the model is
-# compute-bound, so big batches only add latency). GPU: large padded batches keep it busy;
-# allowed_batch_sizes bounds the shapes it must run (the last one must equal max_batch_size).
+from google.protobuf import text_format
+
+from common.atomic import write_text_atomic
+from serving.protos import ModelServerConfig
+
+# Chosen for a small DCGAN generator. CPU: short timeout (the model is compute-bound, so big batches
+# only add latency). GPU: large padded batches keep it busy; allowed_batch_sizes bounds the shapes
+# it must run (the last one must equal max_batch_size). num_batch_threads: one per core of the
+# serving host, TF Serving's advice for both; the committed files assume 4 cores (--num-batch-threads).
 BATCHING = {
     "cpu": {"max_batch_size": 32, "batch_timeout_micros": 2000, "max_enqueued_batches": 100,
-            "num_batch_threads": 4, "allowed_batch_sizes": [8, 16, 32]},
+            "allowed_batch_sizes": [8, 16, 32]},
     "gpu": {"max_batch_size": 256, "batch_timeout_micros": 1000, "max_enqueued_batches": 1000,
-            "num_batch_threads": 4, "allowed_batch_sizes": [32, 64, 128, 256]},
+            "allowed_batch_sizes": [32, 64, 128, 256]},
 }
+COMMITTED_BATCH_THREADS = 4
+# What export.run accepts as a model name; anything else cannot name an exported base path.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 HERE = Path(__file__).parent
 
 
 def models_config(model_name: str, base_path: str, labels: dict[str, int] | None = None) -> str:
     """ModelServerConfig text: label targets pinned as specific versions, else the latest one."""
-    labels = labels or {}
-    lines = ["model_config_list {", "  config {", f'    name: "{model_name}"', f'    base_path: "{base_path}"',
-             '    model_platform: "tensorflow"']
+    config = ModelServerConfig()
+    model = config.model_config_list.config.add(name=model_name, base_path=base_path, model_platform="tensorflow")
     if labels:
-        versions = " ".join(f"versions: {v}" for v in sorted(set(labels.values())))
-        lines.append(f"    model_version_policy {{ specific {{ {versions} }} }}")
-        lines += [f'    version_labels {{ key: "{k}" value: {v} }}' for k, v in sorted(labels.items())]
+        model.model_version_policy.specific.versions.extend(sorted(set(labels.values())))
+        for label, version in sorted(labels.items()):
+            model.version_labels[label] = version
     else:
-        lines.append("    model_version_policy { latest { num_versions: 1 } }")
-    return "\n".join(lines + ["  }", "}", ""])
+        model.model_version_policy.latest.num_versions = 1
+    return text_format.MessageToString(config)
 
 
-def batching_parameters(device: str = "cpu") -> str:
+def batching_parameters(device: str = "cpu", num_batch_threads: int = COMMITTED_BATCH_THREADS) -> str:
     """BatchingParameters text (scalars are wrapper messages: `max_batch_size { value: 32 }`)."""
-    params = BATCHING[device]
-    lines = [f"{key} {{ value: {value} }}" for key, value in params.items() if key != "allowed_batch_sizes"]
+    params = {**BATCHING[device], "num_batch_threads": num_batch_threads}
+    keys = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+    lines = [f"{key} {{ value: {params[key]} }}" for key in keys]
     lines += [f"allowed_batch_sizes: {size}" for size in params["allowed_batch_sizes"]]
     return "\n".join(lines) + "\n"
 
@@ -54,8 +66,17 @@ def monitoring_config() -> str:
 
 
 def write_deployment(export_dir: Path, model_name: str, labels: dict[str, int] | None = None,
-                     device: str = "cpu", container_root: str = "/models") -> Path:
-    """Write the three files into `<export_dir>/tfserving/`, checking label targets exist."""
+                     device: str = "cpu", container_root: str = "/models",
+                     num_batch_threads: int = COMMITTED_BATCH_THREADS) -> Path:
+    """Write the three files into `<export_dir>/tfserving/`, checking the name and label targets."""
+    if not MODEL_NAME.match(model_name):
+        raise ValueError(f"--model-name {model_name!r} is not a model export.run can write: use letters, "
+                         "digits, '-', '_' or '.' (no quotes, spaces or newlines), not starting with '.'.")
+    for label in labels or {}:
+        if not MODEL_NAME.match(label):
+            raise ValueError(f"label {label!r} must be letters, digits, '-', '_' or '.'.")
+    if num_batch_threads < 1:
+        raise ValueError(f"--num-batch-threads must be at least 1, got {num_batch_threads}.")
     target = Path(export_dir) / "tfserving"
     versions = {int(p.name) for p in (target / model_name).iterdir() if p.name.isdigit()} \
         if (target / model_name).is_dir() else set()
@@ -64,17 +85,11 @@ def write_deployment(export_dir: Path, model_name: str, labels: dict[str, int] |
     missing = {k: v for k, v in (labels or {}).items() if v not in versions}
     if missing:
         raise ValueError(f"labels point at versions that were not exported: {missing} (exported: {sorted(versions)})")
-    _write_text_atomic(target / "models.config", models_config(model_name, f"{container_root}/{model_name}", labels))
-    _write_text_atomic(target / "batching_parameters.txt", batching_parameters(device))
-    _write_text_atomic(target / "monitoring.config", monitoring_config())
+    # Atomic: a server polling the config (--model_config_file_poll_wait_seconds) never reads half a file.
+    write_text_atomic(target / "models.config", models_config(model_name, f"{container_root}/{model_name}", labels))
+    write_text_atomic(target / "batching_parameters.txt", batching_parameters(device, num_batch_threads))
+    write_text_atomic(target / "monitoring.config", monitoring_config())
     return target
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """A server polling the config (--model_config_file_poll_wait_seconds) never reads half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,10 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--canary", type=int, help="Version the 'canary' label points at.")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="Batching parameters for this device.")
     parser.add_argument("--container-root", default="/models", help="Where the model repository is mounted in the container.")
+    parser.add_argument("--num-batch-threads", type=int, default=os.cpu_count() or 1,
+                        help="Batch threads: one per core of the serving host (default: this machine's "
+                             f"{os.cpu_count()}).")
     args = parser.parse_args(argv)
     labels = {k: v for k, v in (("stable", args.stable), ("canary", args.canary)) if v is not None}
     try:
-        target = write_deployment(Path(args.export_dir), args.model_name, labels, args.device, args.container_root)
+        target = write_deployment(Path(args.export_dir), args.model_name, labels, args.device, args.container_root,
+                                  args.num_batch_threads)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
