@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import TINY, run_python
+from tests.conftest import TINY, has_real_mnist, run_python
 from training.cli import build_parser, parse_config
 from training.config import ConfigError, TrainConfig
 from training.run import main
@@ -69,7 +69,8 @@ def test_data_problems_exit_2_before_anything_is_written(tmp_path, capsys):
 def test_batch_larger_than_dataset_and_output_dir_that_is_a_file(tmp_path, capsys, mnist_test_dir):
     assert main(["--dataset", "idx", "--data-dir", str(mnist_test_dir), "--batch-size", "20000",
                  "--output-dir", str(tmp_path / "run")]) == 2
-    assert "larger than the dataset (10000 images)" in capsys.readouterr().err
+    images = 10000 if has_real_mnist(mnist_test_dir) else 5000
+    assert f"larger than the dataset ({images} images)" in capsys.readouterr().err
     a_file = tmp_path / "file"
     a_file.write_text("x")
     assert main(["--steps-per-epoch", "1", "--output-dir", str(a_file)]) == 2
@@ -81,3 +82,16 @@ def test_unknown_dataset_from_the_shell_has_no_traceback():
     result = run_python("-m", "training.run", "--dataset", "imagenet", *TINY, timeout=120)
     assert result.returncode == 2
     assert "invalid choice: 'imagenet'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "0"], ["--dataset", "imagenet"], ["--no-such-flag"]])
+def test_a_usage_error_is_one_line_and_imports_no_tensorflow(argv):
+    """Flags are parsed and validated before TensorFlow is imported: `-X importtime` lists every
+    module the real command imported before it exited."""
+    result = run_python("-X", "importtime", "-m", "training.run", *argv, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
+    assert "training" in imported and not imported & {"tensorflow", "keras"}
+    message = [line for line in lines if not line.startswith("import time:")]
+    assert len(message) == 1 and message[0].startswith("error: "), message

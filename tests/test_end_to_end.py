@@ -1,6 +1,7 @@
 """`python -m training.run` in a subprocess, as a user runs it: run directory, reload, resume."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -35,6 +36,8 @@ def test_run_directory_is_complete(trained_run):
     assert json.loads((run_dir / "checkpoints/checkpoint.json").read_text())["step"] == 12
     assert "done: 12/12 steps" in result.stdout
     assert not list(run_dir.rglob("*.tmp*")), "a temporary file was left behind"
+    # TensorFlow's C++/absl start-up lines (CUDA probing and the like) are hidden without --tf-logs.
+    assert not re.search(r"^[IWEF]\d{4} |absl::InitializeLog", result.stderr, re.M), result.stderr[:2000]
 
 
 def test_generator_reloads_in_a_fresh_process_that_only_imported_the_package(trained_run):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import sys
 import typing
 from pathlib import Path
 
@@ -35,12 +37,20 @@ def _field_type(field: dataclasses.Field) -> type:
     return args[0] if args else hint
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, not the usage of sixty flags: the message names the flag; --help has the rest."""
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m training.run", description=DESCRIPTION, epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings (keys = long flag names); flags override it.")
+    parser.add_argument("--tf-logs", action="store_true",
+                        help="Show TensorFlow's C++ and absl log lines (hidden by default; --verbose is Keras's progress output).")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)
@@ -78,12 +88,49 @@ def load_config_file(path: str) -> dict:
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Parse the command line into a validated TrainConfig (argparse exits 2 on malformed flags)."""
+    return parse_command_line(argv)[0]
+
+
+def parse_command_line(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    """(the validated TrainConfig, whether --tf-logs was given). Imports no TensorFlow."""
     args = vars(build_parser().parse_args(argv))
+    tf_logs = bool(args.pop("tf_logs", False))
     values = load_config_file(args.pop("config")) if "config" in args else {}
     config = TrainConfig.from_dict(values, source="--config file")
     config = dataclasses.replace(config, **args)
     _check_types(config)
-    return config.validate()
+    return config.validate(), tf_logs
+
+
+def quiet_tensorflow(show: bool = False) -> None:
+    """Call before TensorFlow is imported. Hidden by default: TensorFlow's C++ log lines (CUDA probing,
+    grappler's remapper) and absl's; the lines TensorFlow prints before its logging is set up go too,
+    by importing it with stderr pointed at a buffer that is replayed only if the import fails."""
+    if show:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buffer:
+        os.dup2(buffer.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            buffer.seek(0)
+            sys.stderr.write(buffer.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 def _check_types(config: TrainConfig) -> None:

@@ -18,8 +18,13 @@ STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
 
 # Keys that may change between a run and its resumption without making it a different run.
 # Learning rates may change too: lowering them and resuming is the usual answer to divergence.
-RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "overwrite", "verbose", "checkpoint_every",
+RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "verbose", "checkpoint_every",
                             "d_lr", "g_lr", "eval_every", "eval_samples"})
+
+
+# What this invocation does with the run directory, not what the run is: never compared, and
+# config.json records it as False so that the saved config never wipes a run when reused.
+ACTION_KEYS = frozenset({"overwrite"})
 
 
 class ConfigError(ValueError):
@@ -65,7 +70,7 @@ class TrainConfig:
     seed: int = _opt(0, "Seed for weights, data order and noise: same seed, same run.")
     # Run directory
     output_dir: str | None = _opt(None, "Run directory. Default: runs/<timestamp>. An existing one is resumed.")
-    overwrite: bool = _opt(False, "Replace an existing run directory whose config differs.")
+    overwrite: bool = _opt(False, "Start over: delete what --output-dir holds (a run of any config) and train from step 0.")
     checkpoint_every: int = _opt(200, "Write a checkpoint every N steps (and at each epoch end).")
     num_samples: int = _opt(64, "Images in each sample grid (one row per class when conditional).")
     eval_every: int | None = _opt(None, "Every N epochs, log FID/KID (domain-classifier features) and keep the best generator.")
@@ -138,7 +143,8 @@ class TrainConfig:
     def differences(self, other: TrainConfig) -> list[str]:
         """Keys that make `other` a different run from this one (RESUMABLE_KEYS may differ)."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return sorted(k for k in mine if k not in RESUMABLE_KEYS and mine[k] != theirs.get(k))
+        ignored = RESUMABLE_KEYS | ACTION_KEYS
+        return sorted(k for k in mine if k not in ignored and mine[k] != theirs.get(k))
 
 
 def _flag(key: str) -> str:

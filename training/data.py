@@ -189,9 +189,6 @@ def _existing_dir(data_dir: str | os.PathLike | None, dataset: str) -> Path:
 # -- shaping --------------------------------------------------------------------------------------
 
 
-NATIVE_SHAPE = {"mnist-sample": (28, 1), "mnist": (28, 1), "fashion_mnist": (28, 1), "cifar10": (32, 3), "folder": (64, 3)}
-
-
 def conform(images: np.ndarray, image_size: int, channels: int) -> np.ndarray:
     """Resize square uint8 images to `image_size` and convert to `channels` (1 <-> 3)."""
     if images.shape[-1] != channels:

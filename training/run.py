@@ -1,20 +1,36 @@
-"""`python -m training.run`: parse, train, report. Exit 0 on success, 2 on bad input."""
+"""`python -m training.run`: parse and validate the flags, then import TensorFlow, train, report.
+
+Exit codes: 0 done (also when preempted, unless --preempted-exit-code says otherwise: a checkpoint
+was written, rerun to resume); 1 training
+diverged; 2 bad input (flags, config file, data, run directory); 74 disk full (the last checkpoint is
+intact: free space and rerun to resume); 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 
-from training.cli import parse_config
-from training.config import ConfigError
+from training.cli import parse_command_line, quiet_tensorflow
+from training.config import ConfigError, TrainConfig
 from training.data import DataError
-from training.guards import TrainingDiverged
+
+EXIT_DISK_FULL = 74  # sysexits.h EX_IOERR
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        config = parse_config(argv)
-        from training.trainer import train
+        config, tf_logs = parse_command_line(argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    quiet_tensorflow(show=tf_logs)  # before the first TensorFlow import
+    from common.atomic import is_disk_full
+    from training.guards import TrainingDiverged
+    from training.trainer import train
 
+    try:
         result = train(config)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -25,15 +41,45 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         return 130
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        print(f"error: {disk_full_message(err, config)}", file=sys.stderr)
+        return EXIT_DISK_FULL
     if result.preempted:
         print(f"preempted: checkpoint written at step {result.global_step}/{result.total_steps}; "
               "rerun the same command to resume")
-        return 0
+        return leave(config, config.preempted_exit_code)
     status = "stopped at the time budget" if result.stopped_early else "done"
     print(f"{status}: {result.global_step}/{result.total_steps} steps in {result.wall_seconds / 60:.1f} min "
           f"(generator weights sha256 {result.generator_digest[:16]})")
-    return 0
+    return leave(config, 0)
 
+
+def leave(config: TrainConfig, code: int) -> int:
+    """Multi-worker processes end here, right after the workers' last all-reduce: at interpreter exit
+    TensorFlow's coordination-service shutdown can leave a worker waiting forever for a chief that
+    already left (seen with two local workers), and nothing remains to be done."""
+    if config.strategy != "multi-worker":
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def disk_full_message(err: Exception, config: TrainConfig) -> str:
+    """What ran out of space, about how much a rerun needs, and what it will resume from."""
+    from common.atomic import DiskFullError
+    from training.rundir import RunDirectory
+
+    run = RunDirectory(config.output_dir) if config.output_dir else None
+    if not isinstance(err, DiskFullError):  # a write that failed mid-way (TensorFlow's name the file in the text)
+        named = re.search(r"(/[^;\s]+)[;:] No space left on device", str(err))
+        path = getattr(err, "filename", None) or (named and named.group(1)) or config.output_dir or "the run directory"
+        err = DiskFullError(path, run.space_to_continue() if run else None)
+    latest = run.latest_checkpoint() if run else None
+    resume = f"from its last checkpoint (step {latest[0]}), which is intact" if latest else "from the start"
+    return f"{err} Then rerun the same command: it resumes {resume}."
 
 if __name__ == "__main__":
     sys.exit(main())

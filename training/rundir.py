@@ -4,24 +4,39 @@
     <run>/dataset.json           what was trained on: name, size, image shape, class names
     <run>/samples/epoch_NNNN.png one grid per epoch from a fixed latent batch
     <run>/tensorboard/           losses, learning rates, the sample grid
-    <run>/checkpoints/           ckpt-<step>.weights.h5 + checkpoint.json (the pointer to the latest)
+    <run>/checkpoints/           ckpt-<step>.weights.h5 (the newest two) + checkpoint.json, which
+                                 names them, newest first, with each file's SHA-256
     <run>/history.json           one row per epoch
     <run>/generator.keras        the final (EMA) generator; discriminator.keras beside it
     <run>/generator_best.keras   with --eval-every: the generator with the best FID so far (best.json)
 
 Every file is written to a temporary name and renamed, so a crash never leaves half of one, and
-`checkpoint.json` is renamed into place only after the weights it points to are complete.
+`checkpoint.json` is renamed into place only after the weights it points to are complete. A
+checkpoint damaged later (a truncated copy, a flipped bit) fails its checksum, and the run resumes
+from the one before it. Temporary files a killed process left behind are removed when a run starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import math
+import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
-from training.config import ConfigError, TrainConfig
-from common.atomic import atomic_path, read_json, write_json_atomic
+import numpy as np
 
-KEEP_CHECKPOINTS = 2
+from common.atomic import DiskFullError, atomic_path, read_json, remove_stale, write_json_atomic
+from training.config import ConfigError, TrainConfig
+
+KEEP_CHECKPOINTS = 2  # the newest and the one before it: a damaged newest one falls back to it
+CHECKPOINT_FILE = "ckpt-{step:09d}.weights.h5"
+CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{9})\.weights\.h5$")
+CHECKPOINT_SLACK = 64 * 1024  # HDF5 metadata, and room for checkpoint.json beside the weights
+EPOCH_RECORDS = 1024 * 1024  # a sample grid, history.json, TensorBoard events: generous for one epoch
 
 
 class RunDirectory:
@@ -41,25 +56,24 @@ class RunDirectory:
     # -- creation and resumption ----------------------------------------------------------------
 
     def check_compatible(self, config: TrainConfig, overwrite: bool) -> bool:
-        """Return True when this directory holds a run of `config` to resume. Writes nothing.
+        """Return True when this directory holds a run of `config` to resume (never with `overwrite`).
+        Writes nothing.
 
         Raises ConfigError for a path that is a file, a non-empty directory that is not a run, or
         a run of a different config (unless `overwrite`).
         """
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"--output-dir {self.root} is a file; choose a directory path.")
-        if not self.root.exists() or not any(self.root.iterdir()):
-            return False
+        if overwrite or not self.root.exists() or not any(self.root.iterdir()):
+            return False  # --overwrite starts over, whatever the directory holds
         if not self.config_path.is_file():
-            if overwrite:
-                return False
             raise ConfigError(
                 f"--output-dir {self.root} is not empty and holds no config.json, so it is not a run "
                 "directory. Choose another --output-dir, or pass --overwrite to replace its contents."
             )
         saved = TrainConfig.from_dict(read_json(self.config_path), source=str(self.config_path))
         differences = saved.differences(config)
-        if differences and not overwrite:
+        if differences:
             details = "; ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in differences)
             raise ConfigError(
                 f"{self.root} holds a run with a different config ({details}). Use another "
@@ -68,12 +82,15 @@ class RunDirectory:
         return not differences
 
     def create(self, config: TrainConfig, resume: bool, dataset: dict) -> None:
-        """Make the directory (emptied first unless resuming); record the config and the dataset."""
+        """Make the directory (emptied first unless resuming, stale temporary files removed when
+        resuming); record the config and the dataset."""
         if not resume and self.root.exists():
             shutil.rmtree(self.root)
+        for directory in (self.root, self.samples_dir, self.checkpoints_dir):
+            remove_stale(directory)  # what a killed process was writing: only files no live writer holds
         for directory in (self.samples_dir, self.tensorboard_dir, self.checkpoints_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        config.save(self.config_path)
+        dataclasses.replace(config, overwrite=False).save(self.config_path)  # see config.ACTION_KEYS
         write_json_atomic(self.dataset_path, dataset)
 
     # -- artifacts --------------------------------------------------------------------------------
@@ -112,30 +129,154 @@ class RunDirectory:
     def checkpoint_pointer(self) -> Path:
         return self.checkpoints_dir / "checkpoint.json"
 
-    def latest_checkpoint(self) -> tuple[int, Path] | None:
+    def checkpoint_entries(self) -> list[dict]:
+        """The checkpoints `checkpoint.json` lists, newest first: `{"step", "weights", "sha256"}`.
+
+        A pointer written before checksums existed lists one entry without `sha256`. Raises
+        CheckpointDamaged when the pointer itself cannot be read.
+        """
         if not self.checkpoint_pointer.is_file():
+            return []
+        try:
+            pointer = read_json(self.checkpoint_pointer)
+            entries = pointer.get("checkpoints") or [{k: pointer[k] for k in ("step", "weights", "sha256") if k in pointer}]
+            return [{**e, "step": int(e["step"]), "weights": str(e["weights"])} for e in entries]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+            raise CheckpointDamaged(f"{self.checkpoint_pointer} cannot be read ({type(err).__name__}: {err})") from None
+
+    def latest_checkpoint(self) -> tuple[int, Path] | None:
+        try:
+            entries = self.checkpoint_entries()
+        except CheckpointDamaged:
             return None
-        pointer = read_json(self.checkpoint_pointer)
-        return int(pointer["step"]), self.checkpoints_dir / pointer["weights"]
+        return (entries[0]["step"], self.checkpoints_dir / entries[0]["weights"]) if entries else None
 
     def save_checkpoint(self, gan, step: int) -> None:
-        """Weights of both models, the EMA generator and both optimizers, at optimizer step `step`."""
-        name = f"ckpt-{step:09d}.weights.h5"
-        with atomic_path(self.checkpoints_dir / name, suffix=".weights.h5") as tmp:
-            gan.save_weights(tmp)
-        write_json_atomic(self.checkpoint_pointer, {"step": step, "weights": name})
-        for old in sorted(self.checkpoints_dir.glob("ckpt-*.weights.h5"))[:-KEEP_CHECKPOINTS]:
-            old.unlink()
+        """Weights of both models, the EMA generator and both optimizers, at optimizer step `step`.
 
-    def restore_checkpoint(self, gan) -> int:
-        """Load the latest checkpoint into `gan` (built and compiled); return its step, 0 if none."""
-        latest = self.latest_checkpoint()
-        if latest is None:
-            return 0
-        step, weights = latest
-        gan.load_weights(weights)
-        restored = gan.step
-        if restored != step:
-            raise ConfigError(f"Checkpoint {weights} holds step {restored} but checkpoint.json says {step}; "
-                              "the checkpoint directory is inconsistent. Delete the newer file or use --overwrite.")
-        return step
+        The weights file and its SHA-256 come first, then `checkpoint.json` naming it and the
+        previous checkpoints kept (KEEP_CHECKPOINTS in all), then older files go. Refuses to start
+        (DiskFullError) when the disk lacks room for one more checkpoint: HDF5 crashes the process
+        when it runs out of space mid-write, so the check comes before the write.
+        """
+        name = CHECKPOINT_FILE.format(step=step)
+        path = self.checkpoints_dir / name
+        needed = self._checkpoint_size(gan)
+        free = shutil.disk_usage(self.checkpoints_dir).free
+        if free < needed:
+            raise DiskFullError(path, needed)
+        with atomic_path(path, suffix=".weights.h5") as tmp:
+            gan.save_weights(tmp)
+            digest = sha256_of(tmp)
+        try:
+            older = [e for e in self.checkpoint_entries() if e["step"] < step and self._confined(e["weights"])]
+        except CheckpointDamaged:
+            older = []
+        older = [e for e in older if (self.checkpoints_dir / e["weights"]).is_file()]
+        kept = [{"step": step, "weights": name, "sha256": digest}] + older[: KEEP_CHECKPOINTS - 1]
+        self._write_pointer(kept)
+        names = {e["weights"] for e in kept}
+        for old in self.checkpoints_dir.glob("ckpt-*.weights.h5"):
+            if old.name not in names:
+                old.unlink()
+
+    def restore_checkpoint(self, gan, repair: bool = True) -> int:
+        """Load the newest intact checkpoint into `gan` (built and compiled); return its step, 0 if none.
+
+        A checkpoint whose file is missing, outside `checkpoints/`, fails its checksum or does not
+        load is reported with a warning and the one before it is tried. With `repair` (the chief),
+        damaged files are moved aside to `*.damaged` and `checkpoint.json` is rewritten to list only
+        intact ones.
+        """
+        try:
+            entries = self.checkpoint_entries()
+        except CheckpointDamaged as err:  # fall back to the files on disk, newest first, unverified
+            entries = [{"step": int(m.group(1)), "weights": p.name} for p in self.checkpoints_dir.glob("ckpt-*")
+                       if (m := CHECKPOINT_NAME.match(p.name))]
+            entries.sort(key=lambda e: -e["step"])
+            _warn(f"{err}; trying the checkpoint files on disk, newest first.")
+        problems = []
+        for index, entry in enumerate(entries):
+            problem = self._verify(entry) or self._load(gan, entry)
+            if problem is None:
+                if problems and repair:
+                    self._set_aside(entries[:index])
+                    self._write_pointer(entries[index:])
+                return entry["step"]
+            problems.append(problem)
+            later = "trying the one before it" if index + 1 < len(entries) else "no older checkpoint is left"
+            _warn(f"checkpoint {entry['weights']} (step {entry['step']}) is damaged: {problem}; {later}.")
+        if problems:
+            raise ConfigError(f"No intact checkpoint in {self.checkpoints_dir} ({'; '.join(problems)}). "
+                              "Pass --overwrite to start this run over, or use another --output-dir.")
+        return 0
+
+    # -- checkpoint internals -------------------------------------------------------------------
+
+    def _confined(self, name: str) -> bool:
+        """Only plain `ckpt-<step>.weights.h5` names inside `checkpoints/`: never ../ or absolute paths."""
+        return bool(CHECKPOINT_NAME.match(name)) and (self.checkpoints_dir / name).resolve().parent == \
+            self.checkpoints_dir.resolve()
+
+    def _verify(self, entry: dict) -> str | None:
+        name = entry["weights"]
+        if not self._confined(name):
+            return f"checkpoint.json names {name!r}, which is not a checkpoint file inside {self.checkpoints_dir}"
+        path = self.checkpoints_dir / name
+        if not path.is_file():
+            return "the file is missing"
+        if "sha256" in entry and sha256_of(path) != entry["sha256"]:
+            return f"its SHA-256 differs from the one recorded ({path.stat().st_size} bytes)"
+        return None
+
+    def _load(self, gan, entry: dict) -> str | None:
+        try:
+            gan.load_weights(self.checkpoints_dir / entry["weights"])
+        except Exception as err:  # h5py and Keras raise many kinds for a broken file
+            return f"it does not load ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        if gan.step != entry["step"]:
+            return f"it holds step {gan.step}, not the step {entry['step']} checkpoint.json records"
+        return None
+
+    def _set_aside(self, entries: list[dict]) -> None:
+        for entry in entries:
+            path = self.checkpoints_dir / entry["weights"]
+            if self._confined(entry["weights"]) and path.is_file():
+                os.replace(path, path.with_name(path.name + ".damaged"))
+
+    def _write_pointer(self, entries: list[dict]) -> None:
+        newest = entries[0] if entries else None
+        if newest is None:
+            self.checkpoint_pointer.unlink(missing_ok=True)
+            return
+        write_json_atomic(self.checkpoint_pointer, {**newest, "checkpoints": entries})
+
+    def space_to_continue(self) -> int:
+        """Free bytes a resumed run needs to get going: one more checkpoint beside the newest,
+        and an epoch's samples and logs."""
+        sizes = [p.stat().st_size for p in self.checkpoints_dir.glob("ckpt-*.weights.h5")]
+        return int(max(sizes, default=0) * 1.1) + CHECKPOINT_SLACK + EPOCH_RECORDS
+
+    def _checkpoint_size(self, gan) -> int:
+        """Bytes one more checkpoint needs: the last one's size, else the variables' bytes, plus slack."""
+        sizes = [p.stat().st_size for p in self.checkpoints_dir.glob("ckpt-*.weights.h5")]
+        if sizes:
+            return int(max(sizes) * 1.1) + CHECKPOINT_SLACK
+        variables = list(gan.weights) + list(gan.d_optimizer.variables) + list(gan.g_optimizer.variables)
+        return int(sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables) * 1.1) + CHECKPOINT_SLACK
+
+
+class CheckpointDamaged(ValueError):
+    """checkpoint.json cannot be read."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from training.config import ConfigError, TrainConfig
 from training.data import ImageData, load_data, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
 from training.gan import GAN
+from common.atomic import remove_stale, staging_dir
 from common.grid import sample_inputs
 from training.losses import get_loss
 from training.models import build_discriminator, build_generator
@@ -83,7 +83,7 @@ def train(config: TrainConfig) -> RunResult:
     with checkpoint_directory(run, chief) as backups:
         with precision_policy(config.mixed_precision) as policy, strategy.scope():
             gan = build_gan(config, data.num_classes)
-            start_step = run.restore_checkpoint(gan) if resume else 0
+            start_step = run.restore_checkpoint(gan, repair=chief) if resume else 0
             gan.d_optimizer.learning_rate = config.d_lr  # the checkpoint restored the old rates
             gan.g_optimizer.learning_rate = config.g_lr
             if chief:
@@ -153,16 +153,15 @@ def is_multi_worker(strategy) -> bool:
 def checkpoint_directory(run: RunDirectory, chief: bool):
     """Where this process writes checkpoints: the run directory on the chief. Non-chief workers
     take part in every checkpoint write (as the multi-worker guide prescribes) but into a private
-    temporary directory, removed at the end."""
+    temporary directory, removed at the end (or, after a kill -9, by the next worker to start)."""
     if chief:
         yield run
         return
-    backups = RunDirectory(tempfile.mkdtemp(prefix="gan-worker-backup-"))
-    backups.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    remove_stale(tempfile.gettempdir())  # the private directories of workers killed earlier
+    with staging_dir(tempfile.gettempdir(), "gan-worker-backup") as private:
+        backups = RunDirectory(private)
+        backups.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         yield backups
-    finally:
-        shutil.rmtree(backups.root, ignore_errors=True)
 
 
 def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
