@@ -96,13 +96,19 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 @contextmanager
 def _directory_lock(directory: Path, exclusive: bool) -> Iterator[bool]:
-    """flock the directory itself: shared for writers (blocking), exclusive for cleaners (try once)."""
+    """flock the directory itself: shared for writers (blocking), exclusive for cleaners (try once).
+
+    Yields whether the caller may go on. Where a filesystem has no flock, writers go on unlocked
+    and cleaners never clean (they cannot tell a live writer from a dead one)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
         except BlockingIOError:
             yield False
+            return
+        except OSError:
+            yield not exclusive
             return
         yield True
     finally:
@@ -146,7 +152,11 @@ def staging_dir(parent: str | os.PathLike, label: str) -> Iterator[Path]:
         path = Path(tempfile.mkdtemp(prefix=f".staging-{label}.{os.getpid()}-", dir=parent))
         os.chmod(path, 0o777 & ~umask())
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:  # new and private, so only a filesystem without flock refuses
+            if isinstance(err, BlockingIOError):
+                raise
     try:
         yield path
     finally:
