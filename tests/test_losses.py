@@ -56,3 +56,16 @@ def test_get_loss_names():
     assert isinstance(get_loss("hinge"), HingeLoss)
     with pytest.raises(ValueError, match="Unknown GAN loss"):
         get_loss("lsgan")
+
+
+def test_r1_of_a_linear_critic_is_the_squared_weight_norm():
+    import tensorflow as tf
+
+    from training.losses import r1_penalty_from_gradients
+
+    w = np.random.default_rng(0).normal(size=(1, 4, 4, 1)).astype("float32")
+    real = tf.constant(np.random.default_rng(1).normal(size=(5, 4, 4, 1)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        total = tf.reduce_sum(real * w)  # D(x) = <w, x>, so grad D = w for every sample
+    np.testing.assert_allclose(float(r1_penalty_from_gradients(tape.gradient(total, real))), np.sum(w**2), rtol=1e-5)

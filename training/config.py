@@ -14,6 +14,9 @@ from typing import Any
 
 DATASETS = ("mnist-sample", "mnist", "fashion_mnist", "cifar10", "folder", "idx")
 LOSSES = ("bce", "wgan-gp", "hinge")
+ARCHITECTURES = ("dcgan", "resnet", "mlp")
+UPSAMPLING = ("pixelshuffle", "transposed", "nearest")
+AUGMENTATIONS = ("color", "translation", "cutout")
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
 
 # Keys that may change between a run and its resumption without making it a different run.
@@ -48,6 +51,11 @@ class TrainConfig:
     # Model
     latent_dim: int = _opt(64, "Size of the generator's noise vector z.")
     width: int = _opt(32, "Width multiplier: filters of the widest-resolution conv layer.")
+    arch: str = _opt("dcgan", "Architecture: dcgan (28-64 px), resnet (SNGAN-style residual, 32-128 px colour), "
+                     "mlp (the tutorial's fully connected GAN).", choices=ARCHITECTURES)
+    upsampling: str = _opt("pixelshuffle", "Generator upsampling: pixelshuffle (conv + depth_to_space; quantizes "
+                           "to int8), transposed (Conv2DTranspose) or nearest (+ conv).", choices=UPSAMPLING)
+    spectral_norm: bool = _opt(False, "Spectral normalization in the discriminator (always on for resnet).")
     # Optimisation
     batch_size: int = _opt(64, "Global batch size, split evenly across replicas.")
     epochs: int = _opt(30, "Number of epochs.")
@@ -60,7 +68,12 @@ class TrainConfig:
     g_lr: float = _opt(2e-4, "Generator learning rate (Adam).")
     beta_1: float = _opt(0.5, "Adam beta_1 for both optimizers.")
     beta_2: float = _opt(0.999, "Adam beta_2 for both optimizers.")
-    ema_decay: float = _opt(0.999, "Generator EMA decay; 0 disables EMA. The EMA generator is what is sampled and saved.")
+    ema_kimg: float = _opt(10.0, "Generator EMA half-life in thousands of images; 0 disables EMA. The EMA generator "
+                           "(BatchNorm re-estimated for its weights) is what is sampled, saved and exported.")
+    ema_rampup: float | None = _opt(0.05, "EMA ramp-up: half-life at most this fraction of the images seen (StyleGAN2-ADA).")
+    diffaugment: str = _opt("", "DiffAugment policy for real and fake images: a comma list of color, translation, cutout.")
+    r1_gamma: float = _opt(0.0, "R1 penalty weight gamma (gamma/2 * |grad D(real)|^2); 0 disables.")
+    r1_every: int = _opt(16, "Apply R1 lazily every N steps (scaled by N).")
     # Execution
     strategy: str = _opt("auto", "tf.distribute strategy (auto: mirrored on >1 GPU, one-device on 1 GPU, default on CPU).", choices=STRATEGIES)
     jit_compile: bool = _opt(False, "Compile the train step with XLA.")
@@ -110,8 +123,20 @@ class TrainConfig:
                               "at different steps. Bound the run with --epochs and --steps-per-epoch instead.")
         if self.dataset in ("folder", "idx") and not self.data_dir:
             raise ConfigError(f"--dataset {self.dataset} needs --data-dir pointing at your files.")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay}.")
+        for key in ("ema_kimg", "r1_gamma"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"--{_flag(key)} must be >= 0, got {getattr(self, key)}.")
+        if self.ema_rampup is not None and self.ema_rampup < 0:
+            raise ConfigError(f"--ema-rampup must be >= 0, got {self.ema_rampup}.")
+        if self.r1_every <= 0:
+            raise ConfigError(f"--r1-every must be positive, got {self.r1_every}.")
+        for key, choices in (("arch", ARCHITECTURES), ("upsampling", UPSAMPLING)):
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"Unknown --{key} {getattr(self, key)!r}. Choose one of: {', '.join(choices)}.")
+        unknown = [p for p in self.diffaugment.split(",") if p.strip() and p.strip() not in AUGMENTATIONS + ("none",)]
+        if unknown:
+            raise ConfigError(f"Unknown --diffaugment {', '.join(unknown)}: use a comma list of "
+                              f"{', '.join(AUGMENTATIONS)} (e.g. --diffaugment translation,cutout), or none.")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}.")
         for key in ("d_lr", "g_lr"):

@@ -251,9 +251,12 @@ def make_pipeline(data: ImageData, batch_size: int, latent_dim: int, d_steps: in
 
     Each element is a dict: `images` float32 in [-1, 1], `labels` (when labelled), `noise`
     `[batch, d_steps + 1, latent_dim]` (one draw per discriminator step plus the generator's) and
-    `mix` `[batch, d_steps]` (gradient-penalty interpolation weights).
+    `mix` `[batch, d_steps]` (gradient-penalty interpolation weights) and `augment`
+    `[batch, d_steps + 1, 2, NUM_RANDOMS]` (DiffAugment's uniforms for real and fake).
     """
     import tensorflow as tf
+
+    from training.augment import NUM_RANDOMS
 
     images = tf.constant(data.images)
     labels = tf.constant(data.labels) if data.labels is not None else None
@@ -266,6 +269,9 @@ def make_pipeline(data: ImageData, batch_size: int, latent_dim: int, d_steps: in
         key = tf.stack([tf.constant(seed, tf.int64), step])
         batch["noise"] = tf.random.stateless_normal([batch_size, d_steps + 1, latent_dim], seed=key * [1, 2])
         batch["mix"] = tf.random.stateless_uniform([batch_size, d_steps], seed=key * [1, 2] + [0, 1])
+        # DiffAugment's draws: per sample, per update (d_steps + generator), for real and fake.
+        batch["augment"] = tf.random.stateless_uniform([batch_size, d_steps + 1, 2, NUM_RANDOMS],
+                                                       seed=key * [1, 2] + [0, 2])
         return batch
 
     return (

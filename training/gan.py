@@ -1,10 +1,11 @@
 """The GAN: a `keras.Model` that owns a generator, a discriminator and an EMA copy of the generator.
 
-`fit` drives it; `train_step` reads like the algorithm: update the discriminator `d_steps` times,
-update the generator, move the EMA, update the trackers, return the logs.
+`fit` drives it; `train_step` reads like the algorithm: update the discriminator `d_steps` times
+(on DiffAugmented real and fake images, with a lazy R1 penalty every `r1_every` steps), update the
+generator through the same augmentations, move the EMA, update the trackers, return the logs.
 
 Batches are dicts made by `training.data.make_pipeline`: `images`, optional `labels`, and the
-step's randomness (`noise`, `mix`) derived from the position in the data stream. Randomness that
+step's randomness (`noise`, `mix`, `augment`) derived from the position in the data stream. Randomness that
 comes with the batch is identical however the global batch is split across replicas, and identical
 again after a resume.
 """
@@ -15,7 +16,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from training.losses import GANLoss, get_loss, gradient_penalty_from_gradients
+from training.augment import diff_augment, parse_policy
+from training.ema import ema_decay as half_life_decay
+from training.ema import recalibrate_batchnorm
+from training.losses import GANLoss, get_loss, gradient_penalty_from_gradients, r1_penalty_from_gradients
 
 
 def read_scalar(variable) -> float | int:
@@ -40,24 +44,31 @@ class GAN(keras.Model):
         ema_generator: keras.Model | None = None,
         latent_dim: int = 64,
         num_classes: int | None = None,
-        ema_decay: float = 0.999,
+        ema_kimg: float = 10.0,
+        ema_rampup: float | None = 0.05,
+        ema_decay: float | None = None,
         **kwargs,
     ):
+        """EMA: a half-life of `ema_kimg` thousand images with `ema_rampup` (see `training.ema`);
+        `ema_decay`, when given, is a fixed per-step decay instead. Either 0 disables the EMA."""
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.num_classes = num_classes
-        self.ema_decay = ema_decay
-        if ema_decay and ema_generator is None:
+        self.ema_kimg, self.ema_rampup, self.ema_decay = ema_kimg, ema_rampup, ema_decay
+        use_ema = bool(ema_decay if ema_decay is not None else ema_kimg)
+        if use_ema and ema_generator is None:
             ema_generator = keras.models.clone_model(generator)
             ema_generator.set_weights(generator.get_weights())
-        self.ema_generator = ema_generator if ema_decay else None
+        self.ema_generator = ema_generator if use_ema else None
+        self._calibrated_at = None  # the step the EMA generator's BatchNorm statistics were estimated at
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.gp_tracker = keras.metrics.Mean(name="gp")
+        self.r1_tracker = keras.metrics.Mean(name="r1")
         # Train steps taken: the data position and the checkpoint step. Optimizer counters are not
         # (a loss-scaled step that overflows is skipped by the optimizer but still consumed data).
         self.global_step = self.add_weight(name="global_step", shape=(), dtype="int64", initializer="zeros",
@@ -71,8 +82,14 @@ class GAN(keras.Model):
 
     @property
     def sampler(self) -> keras.Model:
-        """The generator that is sampled, saved and exported: the EMA one when EMA is on."""
-        return self.ema_generator if self.ema_generator is not None else self.generator
+        """The generator that is sampled, saved and exported: the EMA one when EMA is on, its
+        BatchNorm statistics re-estimated for its weights whenever they moved since last asked."""
+        if self.ema_generator is None:
+            return self.generator
+        if self._calibrated_at != self.step:
+            recalibrate_batchnorm(self.ema_generator, self.num_classes)
+            self._calibrated_at = self.step
+        return self.ema_generator
 
     @property
     def conditional(self) -> bool:
@@ -89,15 +106,23 @@ class GAN(keras.Model):
         loss: GANLoss | str = "bce",
         gp_weight: float = 10.0,
         d_steps: int = 1,
+        augment: str | tuple[str, ...] = (),
+        r1_gamma: float = 0.0,
+        r1_every: int = 16,
         **kwargs,
     ):
-        """`kwargs` go to `Model.compile` (`jit_compile`, `steps_per_execution`); no default optimizer."""
+        """`kwargs` go to `Model.compile` (`jit_compile`, `steps_per_execution`); no default optimizer.
+
+        `augment`: DiffAugment policy (`"translation,cutout,color"`); `r1_gamma`: R1 weight
+        (`gamma / 2 * E||grad D(real)||^2`), applied every `r1_every` steps scaled by `r1_every`."""
         super().compile(optimizer=None, **kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
         self.loss_fn = get_loss(loss) if isinstance(loss, str) else loss
         self.gp_weight = gp_weight if self.loss_fn.uses_gradient_penalty else 0.0
         self.d_steps = d_steps
+        self.augment_policy = parse_policy(augment) if isinstance(augment, str) else tuple(augment)
+        self.r1_gamma, self.r1_every = r1_gamma, r1_every
         # Build optimizer state now, eagerly, inside the caller's strategy scope: Adam's slots
         # created inside a traced replica step fail under a strategy (keras#23085).
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -106,7 +131,8 @@ class GAN(keras.Model):
     @property
     def metrics(self):
         trackers = [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
-        return trackers + ([self.gp_tracker] if getattr(self, "gp_weight", 0.0) else [])
+        trackers += [self.gp_tracker] if getattr(self, "gp_weight", 0.0) else []
+        return trackers + ([self.r1_tracker] if getattr(self, "r1_gamma", 0.0) else [])
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Our sub-models are built on creation. Keras's pre-fit symbolic build would pull a batch
@@ -125,15 +151,29 @@ class GAN(keras.Model):
         inputs = [images, labels] if self.conditional else images
         return self.discriminator(inputs, training=True)
 
+    def _augment(self, images, randoms):
+        return diff_augment(images, randoms, self.augment_policy) if self.augment_policy else images
+
+    def _r1_penalty(self, real, labels):
+        """E ||d D(real) / d real||^2, through the weights as they are (no spectral-norm step)."""
+        real = tf.identity(real)  # inside tf.cond a captured tensor must be re-made to be watched
+        return r1_penalty_from_gradients(self.critic_input_gradients(real, labels, training=False))
+
     def train_step(self, batch):
-        real, labels = batch["images"], batch.get("labels")
+        real_images, labels = batch["images"], batch.get("labels")
         noise, mix = batch["noise"], batch["mix"]
+        augment = batch.get("augment")
+        lazy_r1 = ops.equal(self.global_step % self.r1_every, 0) if self.r1_gamma else None
         # Replica gradients are summed, so each replica's mean loss is scaled by 1/N exactly once;
         # `scale_loss` is the identity except under mixed_float16 (LossScaleOptimizer).
         replica_scale = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
 
         for step in range(self.d_steps):
             fake = self.generator(self._generator_inputs(noise[:, step], labels), training=True)
+            if self.augment_policy:
+                real, fake = self._augment(real_images, augment[:, step, 0]), self._augment(fake, augment[:, step, 1])
+            else:
+                real = real_images
             with tf.GradientTape() as tape:
                 # One critic pass over [real; fake]: bigger convolutions run faster than two halves,
                 # and the critic has no batch statistics, so the result is the same.
@@ -144,18 +184,24 @@ class GAN(keras.Model):
                 penalty = ops.zeros(())
                 if self.gp_weight:
                     penalty = self._gradient_penalty(real, fake, labels, mix[:, step])
-                scaled_d_loss = self.d_optimizer.scale_loss((d_loss + self.gp_weight * penalty) * replica_scale)
+                total = d_loss + self.gp_weight * penalty
+                if self.r1_gamma and step == 0:  # lazy: every r1_every steps, weighted up to match
+                    r1 = tf.cond(lazy_r1, lambda: self._r1_penalty(real, labels), lambda: ops.zeros(()))
+                    total += (0.5 * self.r1_gamma * self.r1_every) * r1
+                scaled_d_loss = self.d_optimizer.scale_loss(total * replica_scale)
             grads = tape.gradient(scaled_d_loss, self.discriminator.trainable_variables)
             self.d_optimizer.apply(_dense(grads), self.discriminator.trainable_variables)
 
         with tf.GradientTape() as tape:
             fake = self.generator(self._generator_inputs(noise[:, self.d_steps], labels), training=True)
+            if self.augment_policy:
+                fake = self._augment(fake, augment[:, self.d_steps, 1])
             g_loss = self.loss_fn.generator_loss(self._critic(fake, labels))
             scaled_g_loss = self.g_optimizer.scale_loss(g_loss * replica_scale)
         grads = tape.gradient(scaled_g_loss, self.generator.trainable_variables)
         self.g_optimizer.apply(_dense(grads), self.generator.trainable_variables)
         self.global_step.assign_add(1)
-        self._update_ema()
+        self._update_ema(ops.shape(real_images)[0] * tf.distribute.get_strategy().num_replicas_in_sync)
 
         # Trackers get the unscaled per-replica means; Mean's sum-aggregated state averages them.
         self.d_loss_tracker.update_state(d_loss)
@@ -164,6 +210,8 @@ class GAN(keras.Model):
         self.d_fake_tracker.update_state(ops.mean(fake_logits))
         if self.gp_weight:
             self.gp_tracker.update_state(penalty)
+        if self.r1_gamma:
+            self.r1_tracker.update_state(r1, sample_weight=ops.cast(lazy_r1, "float32"))
         logs = {m.name: m.result() for m in self.metrics}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces multi-worker logs with a mean over axis 0, which scalars lack (keras#20585).
@@ -172,25 +220,41 @@ class GAN(keras.Model):
 
     def _gradient_penalty(self, real, fake, labels, mix):
         mix = ops.reshape(mix, (-1, 1, 1, 1))
-        interpolated = real + mix * (fake - real)
-        with tf.GradientTape() as tape:
-            tape.watch(interpolated)
-            scores = self._critic(interpolated, labels)
-        return gradient_penalty_from_gradients(tape.gradient(scores, interpolated))
+        return gradient_penalty_from_gradients(self.critic_input_gradients(real + mix * (fake - real), labels))
 
-    def _update_ema(self):
+    def critic_input_gradients(self, images, labels, training: bool = True):
+        """d D(x_i) / d x_i for each image (the critic has no batch statistics: the gradient of the
+        sum is each image's own), for the gradient penalty and R1.
+
+        Under mixed_float16 this inner gradient runs back through float16 layers like any other and
+        would underflow unscaled, so it is scaled by the discriminator optimizer's loss scale and
+        unscaled right after; an overflow makes the outer gradients non-finite, and
+        LossScaleOptimizer then skips the step and lowers the scale.
+        """
+        scale = ops.cast(self.d_optimizer.dynamic_scale, "float32") \
+            if isinstance(self.d_optimizer, keras.optimizers.LossScaleOptimizer) else None
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            scores = self.discriminator([images, labels] if self.conditional else images, training=training)
+            total = ops.sum(ops.cast(scores, "float32"))
+            if scale is not None:
+                total = total * scale
+        gradients = tape.gradient(total, images)
+        return gradients if scale is None else gradients / scale
+
+    def _update_ema(self, global_batch):
         if self.ema_generator is None:
             return
-        # Warm-up as in tf.train.ExponentialMovingAverage(num_updates=...): short runs are not
-        # dominated by the random initial weights.
         step = ops.cast(self.global_step, "float32")
-        decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        if self.ema_decay is not None:
+            # A fixed decay, with tf.train.ExponentialMovingAverage's warm-up (num_updates=step).
+            decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        else:
+            batch = ops.cast(global_batch, "float32")
+            decay = half_life_decay(batch, step * batch, self.ema_kimg, self.ema_rampup)
         for ema_var, var in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
             ema_var.assign(decay * ema_var + (1.0 - decay) * var)
-        # BatchNorm moving statistics are copied, not averaged.
-        for ema_var, var in zip(self.ema_generator.non_trainable_variables,
-                                self.generator.non_trainable_variables):
-            ema_var.assign(var)
+        # BatchNorm statistics are not averaged: `sampler` re-estimates them for the EMA weights.
 
     # -- serialization ------------------------------------------------------------------------
 
@@ -201,6 +265,8 @@ class GAN(keras.Model):
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
             "latent_dim": self.latent_dim,
             "num_classes": self.num_classes,
+            "ema_kimg": self.ema_kimg,
+            "ema_rampup": self.ema_rampup,
             "ema_decay": self.ema_decay,
         }
 

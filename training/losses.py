@@ -84,6 +84,12 @@ def gradient_penalty_from_gradients(gradients):
     return ops.mean(ops.square(norm - 1.0))
 
 
+def r1_penalty_from_gradients(gradients):
+    """R1 (Mescheder et al., 2018): `mean(||grad||_2^2)` over the batch, given d critic / d real
+    images. The caller weights it by `gamma / 2`."""
+    return ops.mean(ops.sum(ops.square(gradients), axis=tuple(range(1, len(gradients.shape)))))
+
+
 def get_loss(name: str, label_smoothing: float = 0.0) -> GANLoss:
     if name == "bce":
         return NonSaturatingLoss(label_smoothing)

@@ -12,7 +12,7 @@ import hashlib
 import keras
 import numpy as np
 
-from training.models import build_generator
+from training.models import generator_for
 
 
 @contextlib.contextmanager
@@ -39,7 +39,7 @@ def float32_generator(config, num_classes: int | None, trained: keras.Model) -> 
     """The trained weights in a float32 model (`config` is the run's TrainConfig): what is saved,
     exported and served."""
     with global_dtype_policy("float32"):
-        generator = build_generator(config.image_size, config.channels, config.latent_dim, config.width, num_classes)
+        generator = generator_for(config, num_classes)
     generator.set_weights(trained.get_weights())
     return generator
 

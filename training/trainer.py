@@ -26,7 +26,7 @@ from training.gan import GAN
 from common.atomic import remove_stale, staging_dir
 from common.grid import sample_inputs
 from training.losses import get_loss
-from training.models import build_discriminator, build_generator
+from training.models import discriminator_for, generator_for
 from training.precision import float32_generator, precision_policy, weights_digest
 from training.rundir import RunDirectory
 from training.strategy import any_worker, check_batch_size, is_chief, make_strategy
@@ -166,13 +166,13 @@ def checkpoint_directory(run: RunDirectory, chief: bool):
 
 def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
     """Build and compile the GAN; call inside `strategy.scope()` (and the dtype policy in force)."""
-    shape = dict(image_size=config.image_size, channels=config.channels, width=config.width, num_classes=num_classes)
     gan = GAN(
-        generator=build_generator(latent_dim=config.latent_dim, **shape),
-        discriminator=build_discriminator(**shape),
+        generator=generator_for(config, num_classes),
+        discriminator=discriminator_for(config, num_classes),
         latent_dim=config.latent_dim,
         num_classes=num_classes,
-        ema_decay=config.ema_decay,
+        ema_kimg=config.ema_kimg,
+        ema_rampup=config.ema_rampup,
     )
     adam = dict(beta_1=config.beta_1, beta_2=config.beta_2)
     d_optimizer = keras.optimizers.Adam(config.d_lr, **adam)
@@ -186,6 +186,9 @@ def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
         loss=get_loss(config.loss, config.label_smoothing),
         gp_weight=config.gp_weight,
         d_steps=config.resolved_d_steps,
+        augment=config.diffaugment,
+        r1_gamma=config.r1_gamma,
+        r1_every=config.r1_every,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
