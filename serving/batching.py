@@ -81,9 +81,11 @@ class DynamicBatcher:
         try:
             return await item[1]
         except asyncio.CancelledError:  # the client has gone: leave the queue, so the rows are never computed
-            if item in self._queue:
-                self._queue.remove(item)
-                self._waiting_rows -= rows
+            for i, queued in enumerate(self._queue):
+                if queued is item:
+                    del self._queue[i]
+                    self._waiting_rows -= rows
+                    break
             raise
 
     async def _collect(self) -> None:

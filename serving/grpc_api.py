@@ -36,6 +36,7 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
     def timed(method, handler):
         async def wrapped(request, context):
             start, code, failure = time.perf_counter(), "OK", None
+            metrics.in_flight.labels("grpc").inc()
             try:
                 return await handler(request, context)
             except RequestError as err:
@@ -47,6 +48,7 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
                 log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
                 code, failure = "INTERNAL", (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
             finally:
+                metrics.in_flight.labels("grpc").dec()
                 metrics.observe("grpc", method, code, time.perf_counter() - start)
             await context.abort(*failure)
         return wrapped

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -14,6 +14,8 @@ class ServerMetrics:
                                 ["api", "method", "code"], registry=self.registry)
         self.latency = Histogram("gan_serving_request_latency_seconds", "Request latency.", ["api", "method"],
                                  registry=self.registry)
+        self.in_flight = Gauge("gan_serving_requests_in_flight", "Requests received and not yet answered.", ["api"],
+                               registry=self.registry)
         self.connections_closed = Counter("gan_serving_connections_closed", "REST connections the server closed: "
                                           "too slow to send a request, or over --max-connections.", ["reason"],
                                           registry=self.registry)

@@ -74,14 +74,15 @@ async def _unless_client_leaves(request: Request, work):
 
     task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
         if not task.done():
             task.cancel()
-    if task.cancelled():
-        raise ClientGone()
-    return task.result()
+    if task in done:
+        return task.result()
+    await asyncio.wait({task})  # let the cancelled work leave the queue
+    raise ClientGone()
 
 
 def _version(text: str | None) -> int | None:
@@ -141,6 +142,7 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
         def decorate(handler):
             async def endpoint(request: Request):
                 start = time.perf_counter()
+                metrics.in_flight.labels("rest").inc()
                 try:
                     response = await handler(request)
                 except RequestError as err:
@@ -151,6 +153,8 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
                 except Exception as err:  # a bug, not bad input: still a JSON 500, counted, one log line
                     log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
                     response = _error(500, f"internal error: {type(err).__name__}")
+                finally:
+                    metrics.in_flight.labels("rest").dec()
                 metrics.observe("rest", method, str(response.status_code), time.perf_counter() - start)
                 return response
             return endpoint

@@ -107,7 +107,8 @@ def build_rest(app, sock: socket.socket, metrics, args) -> _Uvicorn:
         http=guarded_h11_protocol(args.read_timeout_seconds, args.max_connections, closed)))
 
 
-def build_grpc(service, metrics, args) -> grpc.aio.Server:
+def bind_grpc(args) -> grpc.aio.Server:
+    """A gRPC server bound to --grpc-port (handlers are added once the model is loaded)."""
     ms = lambda seconds: int(seconds * 1000)  # noqa: E731
     options = [("grpc.max_receive_message_length", args.max_body_bytes),
                ("grpc.max_send_message_length", 256 << 20),
@@ -118,8 +119,7 @@ def build_grpc(service, metrics, args) -> grpc.aio.Server:
                ("grpc.max_connection_idle_ms", ms(args.idle_timeout_seconds)),
                ("grpc.keepalive_time_ms", ms(max(args.idle_timeout_seconds, 10))),
                ("grpc.keepalive_timeout_ms", ms(args.read_timeout_seconds))]
-    server = grpc.aio.server(handlers=build_handlers(service, metrics), options=options,
-                             maximum_concurrent_rpcs=args.max_connections)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=args.max_connections)
     address = f"[{args.host}]:{args.grpc_port}" if ":" in args.host else f"{args.host}:{args.grpc_port}"
     bind_socket(args.host, args.grpc_port, "--grpc-port").close()  # a taken port: one line, before gRPC's own logs
     try:
@@ -135,6 +135,10 @@ def build_grpc(service, metrics, args) -> grpc.aio.Server:
 async def serve(args) -> None:
     from pathlib import Path
 
+    # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
+    rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
+    grpc_server = bind_grpc(args) if args.grpc_port else None
+
     name = args.model_name or (Path(args.model).stem if args.model else Path(args.model_base_path).name)
     model = load_model(name, args.model, args.model_base_path, parse_labels(args.labels), device=args.device,
                        intra_op_threads=args.intra_op_threads or None)
@@ -146,14 +150,13 @@ async def serve(args) -> None:
     service = GeneratorService({name: model}, batchers, args.max_request_batch)
     state = {"ready": False}
 
-    # Bind both ports before serving anything: a clash is refused before the other protocol starts.
-    rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
-    grpc_server = build_grpc(service, metrics, args) if args.grpc_port else None
     rest = None
     if rest_socket:
         app = create_app(service, metrics, args.max_body_bytes, readiness=lambda: state["ready"],
                          read_timeout=args.read_timeout_seconds)
         rest = build_rest(app, rest_socket, metrics, args)
+    if grpc_server:
+        grpc_server.add_generic_rpc_handlers(build_handlers(service, metrics))
     for batcher in batchers.values():
         batcher.start()
     if grpc_server:

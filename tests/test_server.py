@@ -3,12 +3,8 @@ real tensorflow-serving-api gRPC stubs, raw HTTP, and our client."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,39 +18,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from serving.client import GeneratorClient, RemoteCallError, predict_body
 from serving.onnx_generator import OnnxGenerator
-from tests.conftest import REPO
+from tests.server_harness import Server, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, args, log_path):
-        self.rest_port, self.grpc_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.rest_port}"
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, "--rest-port", str(self.rest_port),
-                                      "--grpc-port", str(self.grpc_port), "--log-level", "warning"],
-                                     cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, open(log_path).read()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(open(log_path).read())
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        self.log.close()
-        return code
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +184,8 @@ def test_server_is_healthy_after_the_bad_inputs(server):
     assert unknown_route.status_code == 404 and "error" in unknown_route.json()
 
 
-def test_concurrent_clients_get_no_errors_and_requests_are_batched(server):
-    errors, done = [], []
+def test_concurrent_clients_get_their_own_rows_and_requests_are_batched(server, local):
+    errors, done, wrong = [], [], []
 
     def client_loop(seed):
         rng = np.random.default_rng(seed)
@@ -228,37 +194,70 @@ def test_concurrent_clients_get_no_errors_and_requests_are_batched(server):
             for _ in range(400):  # bounded in count and in time
                 if time.monotonic() > deadline:
                     break
-                r = http.post("/v1/models/generator:predict", json={"instances": rng.standard_normal((1, 8)).tolist()})
-                (done if r.status_code == 200 else errors).append(r.status_code)
+                z = rng.standard_normal((int(rng.integers(1, 4)), 8)).astype(np.float32)
+                r = http.post("/v1/models/generator:predict", json={"instances": z.tolist()})
+                if r.status_code != 200:
+                    errors.append(r.status_code)
+                    continue
+                done.append(r.status_code)
+                # Each client must get the images of its own z back, not a neighbour's rows from the batch.
+                if not np.allclose(np.array(r.json()["predictions"], np.float32), local.generate(z=z), atol=1e-5):
+                    wrong.append(seed)
 
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert not errors and len(done) >= 16
-    metrics = httpx.get(server.url + "/monitoring/prometheus/metrics").text
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines() if line.startswith("gan_")}
+    assert not errors and not wrong and len(done) >= 16
+    values = server.metrics()
     batches, rows = values["gan_serving_batch_size_count"], values["gan_serving_batch_size_sum"]
     assert rows / batches > 1.0, "dynamic batching never merged two requests"
     assert values['gan_serving_requests_total{api="rest",code="200",method="predict"}'] >= len(done)
 
 
-def test_sigterm_lets_in_flight_requests_finish(exports, tmp_path):
-    # Requests wait up to 1.5 s for company, so one is surely in flight when SIGTERM arrives.
-    slow = Server(["--model", str(exports / "onnx" / "generator.onnx"), "--batch-timeout-ms", "1500"], tmp_path / "s.log")
-    result = {}
+def test_sigterm_finishes_in_flight_work_on_both_protocols_and_stops_accepting(exports, tmp_path):
+    # Requests wait up to 4 s for company: SIGTERM is sent once the server counts all 32 in flight.
+    slow = Server(["--model", str(exports / "onnx" / "generator.onnx"), "--batch-timeout-ms", "4000",
+                   "--max-batch-size", "64"], tmp_path / "s.log")
+    z = z_batch(1)
+    results = []
 
-    def request():
-        result["response"] = httpx.post(slow.url + "/v1/models/generator:predict", json={"instances": Z1}, timeout=20)
+    def rest_request():
+        r = httpx.post(slow.url + "/v1/models/generator:predict", json={"instances": z.tolist()}, timeout=20)
+        results.append(("rest", r.status_code == 200 and len(r.json()["predictions"]) == 1))
 
-    thread = threading.Thread(target=request)
-    thread.start()
-    time.sleep(0.5)
-    assert slow.stop() == 0
-    thread.join(timeout=20)
-    assert result["response"].status_code == 200
-    assert np.array(result["response"].json()["predictions"]).shape == (1, 28, 28, 1)
+    channel = grpc.insecure_channel(f"127.0.0.1:{slow.grpc_port}")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    grpc.channel_ready_future(channel).result(timeout=10)
+
+    def grpc_request():
+        request = predict_pb2.PredictRequest(model_spec={"name": "generator"})
+        request.inputs["z"].CopyFrom(tf.make_tensor_proto(z))
+        try:
+            ok = tf.make_ndarray(stub.Predict(request, timeout=20).outputs["images"]).shape == (1, 28, 28, 1)
+        except grpc.RpcError as err:
+            ok = err.code()
+        results.append(("grpc", ok))
+
+    threads = [threading.Thread(target=f) for f in [rest_request] * 16 + [grpc_request] * 16]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sum(v for k, v in slow.metrics().items() if "in_flight" in k) < 32:
+        time.sleep(0.05)
+    slow.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # both listeners close at once; the in-flight requests are still waiting for company
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(slow.url + "/ready", timeout=2)
+    with pytest.raises(grpc.RpcError) as refused:
+        prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{slow.grpc_port}")) \
+            .Predict(predict_pb2.PredictRequest(model_spec={"name": "generator"}), timeout=2)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert slow.proc.wait(timeout=30) == 0
+    for t in threads:
+        t.join(timeout=20)
+    assert sorted(results) == [("grpc", True)] * 16 + [("rest", True)] * 16
 
 
 def test_conditional_model_over_both_protocols(tiny_conditional_run, tmp_path):
@@ -275,8 +274,20 @@ def test_conditional_model_over_both_protocols(tiny_conditional_run, tmp_path):
                 np.testing.assert_allclose(client.predict(z, labels), local.generate(z=z, labels=labels), atol=1e-5)
                 with pytest.raises(ValueError, match="class-conditional"):
                     client.generate(num=2)
-        rows = httpx.post(served.url + "/v1/models/digits:predict",
-                          json={"instances": [{"z": z[0].tolist(), "label": 11}]})
-        assert rows.status_code == 400 and "must be in [0, 9]" in rows.json()["error"]
+        # Labels are checked as sent: 2**32+3 is not class 3, and true is not class 1 (issue 10, item 3).
+        for label, message in ((11, "must be in [0, 9]"), (2**32 + 3, "must be in [0, 9]"), (-1, "must be in [0, 9]"),
+                               (True, "not booleans"), (2.5, "must hold integers")):
+            rows = httpx.post(served.url + "/v1/models/digits:predict",
+                              json={"instances": [{"z": z[0].tolist(), "label": label}]})
+            assert rows.status_code == 400 and message in rows.json()["error"], (label, rows.text)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{served.grpc_port}"))
+        for labels, message in ((np.array([2**32 + 3], np.int64), "must be in [0, 9]"),
+                                (np.array([True]), "not booleans")):
+            request = predict_pb2.PredictRequest(model_spec={"name": "digits"})
+            request.inputs["z"].CopyFrom(tf.make_tensor_proto(z[:1]))
+            request.inputs["label"].CopyFrom(tf.make_tensor_proto(labels))
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Predict(request, timeout=10)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
     finally:
         assert served.stop() == 0

@@ -100,6 +100,11 @@ def from_tensor_proto(proto, max_values: int | None = None) -> np.ndarray:
             raise ValueError(f"tensor holds {len(raw)} values but its shape {list(shape)} needs {count}")
         if proto.dtype == DT["DT_HALF"]:
             values = np.array(raw, np.uint16).view(np.float16)
+        elif dtype.kind in "iu":  # int8/16 and uint8 travel in int_val (int32): a cast would wrap 300 to 44
+            wide = np.array(raw, np.int64)
+            if len(wide) and (wide.min() < np.iinfo(dtype).min or wide.max() > np.iinfo(dtype).max):
+                raise ValueError(f"a value in {field} is out of range for {dtype_name(proto.dtype)}")
+            values = wide.astype(dtype)
         else:
             values = np.array(raw, dtype=dtype)
         if len(values) == 1 and count != 1:

@@ -1,0 +1,57 @@
+"""The onnxruntime model server as a subprocess on free loopback ports, for the server tests."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.conftest import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, args, log_path, rest_port: int | None = None, grpc_port: int | None = None):
+        self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
+        self.url = f"http://127.0.0.1:{self.rest_port}"
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, "--rest-port", str(self.rest_port),
+                                      "--grpc-port", str(self.grpc_port), "--log-level", "warning"],
+                                     cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, open(log_path).read()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(open(log_path).read())
+
+    def metrics(self) -> dict[str, float]:
+        """The server's Prometheus samples, e.g. {'gan_serving_batch_size_sum': 12.0, ...}."""
+        text = httpx.get(self.url + "/metrics", timeout=10).text
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("gan_")}
+
+    def rss_kib(self) -> int:
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self.log.close()
+        return code
