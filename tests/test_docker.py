@@ -98,7 +98,25 @@ def tfserving_start_lines() -> dict[str, str]:
         elif "docker run" in line and "gan-tfserving" in line:
             assert "--entrypoint" not in line
             found[f"README: {line.strip()[:60]}"] = found["Dockerfile ENTRYPOINT"]
+    for manifest in sorted((REPO / "deploy").rglob("*.yaml")):  # Kubernetes and the like
+        for document in yaml.safe_load_all(manifest.read_text()):
+            for container in _containers(document):
+                if str(container.get("image", "")).startswith("tensorflow/serving"):
+                    serving = dockerfile_arg("TF_SERVING_VERSION")
+                    assert container["image"] in (f"tensorflow/serving:{serving}", f"tensorflow/serving:{serving}-gpu")
+                    found[f"{manifest.relative_to(REPO)}"] = " ".join(container.get("command", []) + container.get("args", []))
     return found
+
+
+def _containers(node):
+    if isinstance(node, dict):
+        if "image" in node and "name" in node:
+            yield node
+        for value in node.values():
+            yield from _containers(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _containers(value)
 
 
 def test_tf_serving_is_always_started_allowing_labels_for_versions_not_yet_loaded():
