@@ -21,7 +21,8 @@ def sha256(path: Path) -> str:
 
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "tensorflow-serving-api"):
+    for package in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxconverter-common",
+                    "tensorflow-serving-api"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -30,8 +31,10 @@ def package_versions() -> dict[str, str]:
 
 
 def build_model_card(*, model_name: str, version: int, spec: GeneratorSpec, training: dict,
-                     op_set: list[str], onnx_opset: int, artifacts: dict[str, Path], parity: dict) -> dict:
-    """`artifacts` maps each artifact's published path (relative to the export root) to the file."""
+                     op_set: list[str], onnx_opset: int, artifacts: dict[str, Path], parity: dict,
+                     variants: dict | None = None) -> dict:
+    """`artifacts` maps each artifact's published path (relative to the export root) to the file;
+    `variants` holds each ONNX variant's quality-gate numbers, published or not."""
     height, width, channels = spec.image_shape
     inputs = {"z": {"dtype": "float32", "shape": [-1, spec.latent_dim]}}
     if spec.num_classes:
@@ -56,4 +59,5 @@ def build_model_card(*, model_name: str, version: int, spec: GeneratorSpec, trai
         "onnx_opset": onnx_opset,
         "sha256": {name: sha256(path) for name, path in artifacts.items()},
         "parity": {"passed": parity["passed"], "tolerance": parity["tolerance"]},
+        "variants": variants or {},
     }

@@ -4,17 +4,25 @@
 
     generator = OnnxGenerator("exports/onnx/generator.onnx", device="auto")
     images = generator.generate(num=16, seed=0, output="uint8")   # [16, H, W, C] uint8
+
+`variant="int8"` (or "fp16") loads the quality-gated variant export.run published beside the file
+(`generator.int8.onnx`); `variant="auto"` takes the one the chosen device runs fastest when it was
+published (int8 on CPU, fp16 on CUDA), else float32. `generator.description` says what was picked.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 DEVICES = ("auto", "cpu", "cuda")
+VARIANTS = ("int8", "fp16")  # export.variants builds these; float32 is the file itself
+FAST_VARIANT = {"CPUExecutionProvider": "int8", "CUDAExecutionProvider": "fp16"}
+log = logging.getLogger(__name__)
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 
@@ -31,9 +39,17 @@ class ModelInfo:
     card: dict | None
 
 
+def variant_file(path: Path, variant: str | None) -> Path:
+    """`dir/generator.onnx` -> `dir/generator.int8.onnx`; None or "float32" -> the file itself."""
+    path = Path(path)
+    return path if variant in (None, "float32") else path.with_name(f"{path.stem}.{variant}.onnx")
+
+
 def load_model_card(onnx_path: Path) -> dict | None:
-    """The card export.run writes beside the model (`<name>.model_card.json` or `model_card.json`)."""
-    for candidate in (onnx_path.with_suffix(".model_card.json"), onnx_path.parent / "model_card.json"):
+    """The card export.run writes beside the model (`<name>.model_card.json` or `model_card.json`);
+    a variant (`<name>.int8.onnx`) shares its float32 model's card."""
+    stem = onnx_path.stem.rsplit(".", 1)[0] if onnx_path.stem.rsplit(".", 1)[-1] in VARIANTS else onnx_path.stem
+    for candidate in (onnx_path.with_name(f"{stem}.model_card.json"), onnx_path.parent / "model_card.json"):
         if candidate.is_file():
             return json.loads(candidate.read_text(encoding="utf-8"))
     return None
@@ -44,10 +60,12 @@ class OnnxGenerator:
 
     `device`: "auto" (CUDA when onnxruntime has it, else CPU), "cpu", or "cuda" (fails loudly when
     the CUDA provider is not really active, since onnxruntime otherwise falls back to CPU silently).
+    `variant`: None/"float32" (the file given), "int8", "fp16", or "auto" (see the module docstring).
     """
 
     def __init__(self, path: str | Path, device: str = "auto", intra_op_threads: int | None = None,
-                 inter_op_threads: int | None = None, graph_optimization: str = "all", max_chunk: int = 256):
+                 inter_op_threads: int | None = None, graph_optimization: str = "all", max_chunk: int = 256,
+                 variant: str | None = None):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -55,6 +73,13 @@ class OnnxGenerator:
             raise FileNotFoundError(f"ONNX model {self.path} does not exist; export one with python -m export.run.")
         if device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if variant not in (None, "float32", "auto", *VARIANTS):
+            raise ValueError(f"variant must be one of float32, auto, {', '.join(VARIANTS)}; got {variant!r}")
+        if variant in VARIANTS and not variant_file(self.path, variant).is_file():
+            raise FileNotFoundError(
+                f"there is no {variant} variant beside {self.path} (expected {variant_file(self.path, variant)}): "
+                f"export with python -m export.run --variants {variant}; it is published only if it passes "
+                "its quality gate (see the model card's 'variants').")
         if graph_optimization not in GRAPH_OPTIMIZATIONS:
             raise ValueError(f"graph_optimization must be one of {GRAPH_OPTIMIZATIONS}, got {graph_optimization!r}")
         options = ort.SessionOptions()
@@ -74,12 +99,25 @@ class OnnxGenerator:
             raise RuntimeError(f"device='cuda' but this onnxruntime has no CUDA provider (available: {available}). "
                                "Install onnxruntime-gpu (pip install '.[gpu]') on a machine with CUDA.")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if wants_cuda else ["CPUExecutionProvider"]
+        if variant == "auto":  # the provider that will really run it decides; then its fast variant if published
+            fast = variant_file(self.path, FAST_VARIANT[providers[0]])
+            variant = FAST_VARIANT[providers[0]] if fast.is_file() else None
+        self.path = variant_file(self.path, variant)
         self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         if device == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"device='cuda' but onnxruntime fell back to {self.session.get_providers()}: "
                                "check the CUDA and cuDNN libraries match this onnxruntime-gpu build.")
         self.max_chunk = max_chunk
         self.info = self._read_info()
+        self.variant = self.session.get_modelmeta().custom_metadata_map.get("variant", "float32")
+        if variant == "fp16" and self.providers[0] == "CPUExecutionProvider":
+            log.warning("the fp16 variant runs on CPU here: correct, but slower than float32 (it is meant for CUDA)")
+        log.info("onnxruntime: %s", self.description)
+
+    @property
+    def description(self) -> str:
+        """What was picked, e.g. 'generator.int8.onnx (int8) on CPUExecutionProvider'."""
+        return f"{self.path.name} ({self.variant}) on {self.providers[0]}"
 
     @property
     def providers(self) -> list[str]:

@@ -2,6 +2,8 @@
 
 `--model FILE.onnx` serves one file as version 1. `--model-base-path DIR` serves every numbered
 subdirectory of DIR (`DIR/<version>/*.onnx`), as TF Serving does with a SavedModel base path.
+With `variant="int8"` (the server's `--variant`) every version serves its `model.int8.onnx` instead:
+run one server per variant, or name them apart with `--model-name generator-int8`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.onnx_generator import OnnxGenerator
+from serving.onnx_generator import VARIANTS, OnnxGenerator
 
 
 class NotFound(LookupError):
@@ -39,9 +41,10 @@ class ServedModel:
 
 
 def find_onnx(version_dir: Path) -> Path:
-    files = sorted(version_dir.glob("*.onnx"))
+    """The version's float32 model; its variants (`*.int8.onnx`, `*.fp16.onnx`) sit beside it."""
+    files = sorted(p for p in version_dir.glob("*.onnx") if p.stem.rsplit(".", 1)[-1] not in VARIANTS)
     if len(files) != 1:
-        raise ValueError(f"{version_dir} must hold exactly one .onnx file, found {len(files)}")
+        raise ValueError(f"{version_dir} must hold exactly one float32 .onnx file (variants aside), found {len(files)}")
     return files[0]
 
 

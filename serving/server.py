@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest-port", type=int, default=8501, help="REST port (0: off).")
     p.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: off).")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="onnxruntime device.")
+    p.add_argument("--variant", default=None, choices=["float32", "auto", "int8", "fp16"],
+                   help="Serve a published ONNX variant (auto: the device's fast one, when published; default float32).")
     p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per call (0: its default).")
     p.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True, help="Dynamic batching.")
     p.add_argument("--max-batch-size", type=int, default=32, help="Rows per batched onnxruntime call.")
@@ -141,7 +143,7 @@ async def serve(args) -> None:
 
     name = args.model_name or (Path(args.model).stem if args.model else Path(args.model_base_path).name)
     model = load_model(name, args.model, args.model_base_path, parse_labels(args.labels), device=args.device,
-                       intra_op_threads=args.intra_op_threads or None)
+                       variant=args.variant, intra_op_threads=args.intra_op_threads or None)
     metrics = ServerMetrics()
     batchers = {(name, version): DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms,
                                                 args.num_batch_threads, args.batching, metrics.batch_size.observe,
@@ -175,8 +177,8 @@ async def serve(args) -> None:
         await asyncio.sleep(0.02)
     state["ready"] = True
     versions = ", ".join(str(v) for v in sorted(model.versions))
-    log.warning("Serving %s (versions %s) on %s: REST %s, gRPC %s; providers %s", name, versions, args.host,
-                args.rest_port or "off", args.grpc_port or "off", next(iter(model.versions.values())).providers)
+    log.warning("Serving %s (versions %s) on %s: REST %s, gRPC %s; %s", name, versions, args.host,
+                args.rest_port or "off", args.grpc_port or "off", next(iter(model.versions.values())).description)
 
     waiters = [loop.create_task(stop.wait())] + ([rest_task] if rest_task else [])
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
