@@ -18,11 +18,14 @@ ARCHITECTURES = ("dcgan", "resnet", "mlp")
 UPSAMPLING = ("pixelshuffle", "transposed", "nearest")
 AUGMENTATIONS = ("color", "translation", "cutout")
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
+CLUSTERS = ("auto", "tf-config", "slurm", "indexed-job")
 
 # Keys that may change between a run and its resumption without making it a different run.
 # Learning rates may change too: lowering them and resuming is the usual answer to divergence.
 RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "verbose", "checkpoint_every",
-                            "d_lr", "g_lr", "eval_every", "eval_samples"})
+                            "d_lr", "g_lr", "eval_every", "eval_samples",
+                            "cluster", "cluster_port", "worker_hosts", "num_workers",
+                            "preempted_exit_code"})  # where, not what
 
 
 # What this invocation does with the run directory, not what the run is: never compared, and
@@ -80,6 +83,15 @@ class TrainConfig:
     mixed_precision: bool = _opt(False, "Mixed precision: float16 compute with loss scaling on GPU, bfloat16 on CPU.")
     deterministic: bool = _opt(False, "TensorFlow op determinism: same seed, bit-identical weights (slower on GPU).")
     steps_per_execution: int = _opt(1, "Train steps run per tf.function call (helps small models).")
+    cluster: str = _opt("auto", "Where multi-worker finds its cluster: tf-config (TF_CONFIG), slurm (the job step), "
+                        "indexed-job (a Kubernetes Indexed Job); auto: TF_CONFIG if set, else Slurm if in a step, "
+                        "else this machine alone.", choices=CLUSTERS)
+    cluster_port: int = _opt(12345, "Workers' port: Slurm tasks on one node count up from it; indexed-job pods all use it.")
+    worker_hosts: str | None = _opt(None, "indexed-job: each pod's host name with {index}, e.g. train-{index}.train "
+                                          "(Job name, index, headless Service).")
+    num_workers: int | None = _opt(None, "indexed-job: number of pods (the Job's completions).")
+    preempted_exit_code: int = _opt(0, "Exit status after a preemption checkpoint: 0, or e.g. 143 so a Kubernetes "
+                                     "Job/TFJob or a Slurm requeue restarts the workers and they resume.")
     seed: int = _opt(0, "Seed for weights, data order and noise: same seed, same run.")
     # Run directory
     output_dir: str | None = _opt(None, "Run directory. Default: runs/<timestamp>. An existing one is resumed.")
@@ -100,8 +112,9 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError on values no run can use; return self for chaining."""
         positive = ["latent_dim", "width", "batch_size", "epochs", "steps_per_execution",
-                    "checkpoint_every", "num_samples", "eval_samples"]
-        positive += [k for k in ("image_size", "channels", "steps_per_epoch", "d_steps", "max_minutes", "eval_every")
+                    "checkpoint_every", "num_samples", "eval_samples", "cluster_port"]
+        positive += [k for k in ("image_size", "channels", "steps_per_epoch", "d_steps", "max_minutes", "eval_every",
+                                 "num_workers")
                      if getattr(self, k) is not None]
         for key in positive:
             if getattr(self, key) <= 0:
@@ -118,9 +131,15 @@ class TrainConfig:
             )
         if self.channels is not None and self.channels not in (1, 3):
             raise ConfigError(f"--channels must be 1 or 3, got {self.channels}.")
-        if self.strategy == "multi-worker" and self.max_minutes:
-            raise ConfigError("--max-minutes is not supported with --strategy multi-worker: workers would stop "
-                              "at different steps. Bound the run with --epochs and --steps-per-epoch instead.")
+        if not 0 <= self.preempted_exit_code <= 255:
+            raise ConfigError(f"--preempted-exit-code must be 0..255, got {self.preempted_exit_code}.")
+        if self.cluster not in CLUSTERS:
+            raise ConfigError(f"Unknown --cluster {self.cluster!r}. Choose one of: {', '.join(CLUSTERS)}.")
+        if self.cluster != "auto" and self.strategy != "multi-worker":
+            raise ConfigError(f"--cluster {self.cluster} needs --strategy multi-worker.")
+        if self.cluster == "indexed-job" and not (self.num_workers and self.worker_hosts and "{index}" in self.worker_hosts):
+            raise ConfigError("--cluster indexed-job needs --num-workers N (the Job's completions) and --worker-hosts "
+                              "with {index}, e.g. --worker-hosts 'gan-train-{index}.gan-train'.")
         if self.dataset in ("folder", "idx") and not self.data_dir:
             raise ConfigError(f"--dataset {self.dataset} needs --data-dir pointing at your files.")
         for key in ("ema_kimg", "r1_gamma"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 
 import keras
 import numpy as np
@@ -52,11 +53,15 @@ class PreemptionGuard(keras.callbacks.Callback):
     """On SIGTERM (what schedulers send before killing), finish the step, checkpoint, and stop.
 
     `checkpoint` is called with no arguments to write the backup; `preempted` tells the trainer.
+    Under multi-worker, `agree` ORs flags over all workers after every step (strategy.worker_agreement):
+    a SIGTERM to any one worker then stops all of them at the same step, each taking its part in
+    the same checkpoint, and a `budget` (TimeBudget) is judged by the chief's clock alone, so all
+    workers also stop together when the chief's --max-minutes run out.
     """
 
-    def __init__(self, checkpoint):
+    def __init__(self, checkpoint, agree=None, budget=None, chief: bool = True):
         super().__init__()
-        self.checkpoint = checkpoint
+        self.checkpoint, self.agree, self.budget, self.chief = checkpoint, agree, budget, chief
         self.preempted = False
         self._requested = threading.Event()
         self._previous = None
@@ -66,7 +71,14 @@ class PreemptionGuard(keras.callbacks.Callback):
             self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: self._requested.set())
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._requested.is_set() and not self.preempted:
+        requested = self._requested.is_set()
+        expired = bool(self.budget and self.chief and time.monotonic() >= self.budget.deadline)
+        if self.agree is not None:
+            requested, expired = self.agree([requested, expired])
+        if expired and not self.budget.triggered:
+            self.budget.triggered = True
+            self.model.stop_training = True
+        if requested and not self.preempted:
             self.checkpoint()
             self.preempted = True
             self.model.stop_training = True
@@ -75,6 +87,8 @@ class PreemptionGuard(keras.callbacks.Callback):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
-        if self._requested.is_set() and not self.preempted:  # signal arrived during the last step
+        # A signal during the last step: one worker checkpoints here (several workers never would
+        # agree on it after the last step; the run is complete and its last checkpoint written).
+        if self.agree is None and self._requested.is_set() and not self.preempted:
             self.checkpoint()
             self.preempted = True

@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     quiet_tensorflow(show=tf_logs)  # before the first TensorFlow import
+    return leave(config, train_and_report(config))
+
+
+def train_and_report(config: TrainConfig) -> int:
     from common.atomic import is_disk_full
     from training.guards import TrainingDiverged
     from training.trainer import train
@@ -49,17 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     if result.preempted:
         print(f"preempted: checkpoint written at step {result.global_step}/{result.total_steps}; "
               "rerun the same command to resume")
-        return leave(config, config.preempted_exit_code)
+        return config.preempted_exit_code
     status = "stopped at the time budget" if result.stopped_early else "done"
     print(f"{status}: {result.global_step}/{result.total_steps} steps in {result.wall_seconds / 60:.1f} min "
           f"(generator weights sha256 {result.generator_digest[:16]})")
-    return leave(config, 0)
+    return 0
 
 
 def leave(config: TrainConfig, code: int) -> int:
-    """Multi-worker processes end here, right after the workers' last all-reduce: at interpreter exit
-    TensorFlow's coordination-service shutdown can leave a worker waiting forever for a chief that
-    already left (seen with two local workers), and nothing remains to be done."""
+    """Multi-worker processes end here, with everything written and flushed: at interpreter exit
+    TensorFlow 2.21's coordination-service shutdown can leave a worker waiting forever (seen with two
+    local workers, after success and after errors alike), which a scheduler would take for a hang."""
     if config.strategy != "multi-worker":
         return code
     sys.stdout.flush()

@@ -2,28 +2,35 @@
 
 `auto` picks what a user would: MirroredStrategy over several local GPUs, OneDeviceStrategy on one,
 the default strategy on CPU. Past one machine, `multi-worker` is TensorFlow's own
-MultiWorkerMirroredStrategy configured by the `TF_CONFIG` environment variable.
+MultiWorkerMirroredStrategy, and TensorFlow's own cluster resolvers say where the other workers are:
+TF_CONFIG (written by hand or by Kubeflow's TFJob), a Slurm job step, or a Kubernetes Indexed Job
+(whose TF_CONFIG is built here from the pod's completion index, the same way in every pod).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
 
 import tensorflow as tf
 
-from training.config import ConfigError
+from training.config import ConfigError, TrainConfig
+
+resolvers = tf.distribute.cluster_resolver
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+def make_strategy(name: str = "auto", config: TrainConfig | None = None) -> tf.distribute.Strategy:
     """Create the strategy. Call before any other TensorFlow work: MultiWorkerMirroredStrategy must
     configure collective ops before the runtime starts."""
     if name == "multi-worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ConfigError(
-                "--strategy multi-worker needs TF_CONFIG, e.g. "
-                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        config = config or TrainConfig()
+        resolver = cluster_resolver(config.cluster, config.cluster_port, config.worker_hosts, config.num_workers)
+        if resolver is None:
+            print("multi-worker: no cluster found (no TF_CONFIG, not inside a Slurm job step); "
+                  "training on this machine alone.", file=sys.stderr, flush=True)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one-device" if gpus else "default"
@@ -36,6 +43,86 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     raise ConfigError(f"Unknown --strategy {name!r}; choose auto, default, one-device, mirrored or multi-worker.")
 
 
+def cluster_resolver(cluster: str = "auto", port: int = 12345, worker_hosts: str | None = None,
+                     num_workers: int | None = None) -> resolvers.ClusterResolver | None:
+    """TensorFlow's resolver for the cluster this process is a worker of; None for one machine.
+
+    auto: TF_CONFIG when set, else Slurm when inside a job step (srun), else None.
+    """
+    if cluster == "auto":
+        cluster = "tf-config" if "TF_CONFIG" in os.environ else "slurm" if "SLURM_STEP_NODELIST" in os.environ else ""
+    if cluster == "tf-config":
+        return _tf_config_resolver()
+    if cluster == "slurm":
+        return _slurm_resolver(port)
+    if cluster == "indexed-job":
+        index = os.environ.get("JOB_COMPLETION_INDEX")
+        if index is None or not index.isdigit():
+            raise ConfigError("--cluster indexed-job needs JOB_COMPLETION_INDEX, which Kubernetes sets in the pods "
+                              "of a Job with completionMode: Indexed.")
+        os.environ["TF_CONFIG"] = json.dumps(indexed_job_tf_config(int(index), worker_hosts, num_workers, port))
+        return _tf_config_resolver()
+    return None
+
+
+def indexed_job_tf_config(index: int, worker_hosts: str, num_workers: int, port: int) -> dict:
+    """TF_CONFIG for pod `index` of an Indexed Job whose pods are reachable as worker_hosts.format(index=i)
+    (the pod host name `<job>-<i>` under a headless Service given as the pods' subdomain)."""
+    if not 0 <= index < num_workers:
+        raise ConfigError(f"JOB_COMPLETION_INDEX {index} is outside --num-workers {num_workers}: "
+                          "set --num-workers to the Job's completions.")
+    workers = [f"{worker_hosts.format(index=i)}:{port}" for i in range(num_workers)]
+    return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+
+
+def _tf_config_resolver() -> resolvers.TFConfigClusterResolver:
+    if "TF_CONFIG" not in os.environ:
+        raise ConfigError(
+            "--cluster tf-config needs TF_CONFIG, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
+        )
+    try:
+        resolver = resolvers.TFConfigClusterResolver()
+        resolver.cluster_spec()
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({err}); see the README's "
+                          "'Many machines' for its shape.") from None
+    return resolver
+
+
+def _slurm_resolver(port: int) -> resolvers.ClusterResolver:
+    """SlurmClusterResolver reads the job step's nodes and tasks from the environment; tasks on one
+    node get ports port, port+1, ... and, on GPU nodes, an equal share of the node's GPUs."""
+    gpus = _visible_gpus()
+    try:
+        if gpus == 0:
+            # The resolver cannot hand out zero GPUs per task (it steps through GPUs by that share), so
+            # give it one placeholder per task, keep it off CUDA_VISIBLE_DEVICES, and tell the
+            # strategy there is no accelerator: each worker trains on its CPU.
+            tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1"))
+            slurm = resolvers.SlurmClusterResolver(port_base=port, gpus_per_node=tasks, gpus_per_task=1,
+                                                   auto_set_gpu=False)
+            spec = slurm.cluster_spec()
+            return resolvers.SimpleClusterResolver(spec, task_type=slurm.task_type, task_id=slurm.task_id,
+                                                   rpc_layer="grpc", num_accelerators={})
+        # Slurm's own CUDA_VISIBLE_DEVICES (from --gpus-per-node) already names this task's GPUs.
+        slurm = resolvers.SlurmClusterResolver(port_base=port, gpus_per_node=gpus,
+                                               auto_set_gpu="CUDA_VISIBLE_DEVICES" not in os.environ)
+        slurm.cluster_spec()
+        return slurm
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ConfigError(f"--cluster slurm could not read the job step ({err}). Start training with srun inside "
+                          "an allocation (see deploy/slurm/train.sbatch), one task per node.") from None
+
+
+def _visible_gpus() -> int | None:
+    """GPUs this task may use: CUDA_VISIBLE_DEVICES when set, 0 without nvidia-smi, None to let TF ask it."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return sum(1 for d in visible.split(",") if d.strip().isdigit() or d.strip().startswith(("GPU-", "MIG-")))
+    return None if shutil.which("nvidia-smi") else 0
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Only the chief writes the run directory: the 'chief' task, else worker 0, else the only process."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -45,6 +132,19 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def worker_agreement(strategy: tf.distribute.Strategy):
+    """A function ORing a list of flags over all workers by one small all-reduce. Every worker calls
+    it at the same point (after each step), so all of them take the same decision at the same step."""
+
+    @tf.function
+    def total(flags):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, (flags,)), axis=None)
+
+    def agree(flags: list[bool]) -> list[bool]:
+        return [bool(v > 0) for v in total(tf.constant([1.0 if f else 0.0 for f in flags])).numpy()]
+    return agree
 
 
 def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int) -> int:
