@@ -60,7 +60,7 @@ class DynamicBatcher:
         """Validate (raising InputError at once), then run alone or in a batch (QueueFull when overloaded)."""
         inputs = self.model.validate(inputs)
         rows = len(inputs["z"])
-        if self._waiting_rows + rows > self.max_waiting_rows:
+        if self._waiting_rows and self._waiting_rows + rows > self.max_waiting_rows:  # one big request always fits
             raise QueueFull(f"the server's batch queue is full ({self._waiting_rows} rows waiting); retry later")
         loop = asyncio.get_running_loop()
         if not self.enabled or rows >= self.max_batch_size:
@@ -85,6 +85,7 @@ class DynamicBatcher:
                 if queued is item:
                     del self._queue[i]
                     self._waiting_rows -= rows
+                    self._wakeup.set()  # the batch being formed may have lost its head
                     break
             raise
 
@@ -99,10 +100,12 @@ class DynamicBatcher:
                 if not self._queue:  # every waiting client left meanwhile
                     self._slots.release()
                     break
-                deadline = self._queue[0][2] + self.max_queue_delay
-                while self._rows_queued() < self.max_batch_size and time.monotonic() < deadline:
+                while self._queue and self._rows_queued() < self.max_batch_size:
+                    left = self._queue[0][2] + self.max_queue_delay - time.monotonic()  # the head may have left
+                    if left <= 0:
+                        break
                     try:
-                        await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, deadline - time.monotonic()))
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=left)
                     except asyncio.TimeoutError:
                         break
                     self._wakeup.clear()

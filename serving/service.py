@@ -42,7 +42,9 @@ class GeneratorService:
         try:
             return self.models[name].resolve(version, label)
         except NotFound as err:
-            raise RequestError("NOT_FOUND", str(err)) from None
+            hint = ("; labels are given to the server with --labels NAME=VERSION (or version_labels in "
+                    "models.config)" if label and label not in self.models[name].labels else "")
+            raise RequestError("NOT_FOUND", str(err) + hint) from None
         except ValueError as err:
             raise RequestError("INVALID_ARGUMENT", str(err)) from None
 
