@@ -1,11 +1,14 @@
-"""The onnxruntime server under load: dynamic batching on vs off at 1, 8 and 32 concurrent clients.
+"""The onnxruntime server under load: dynamic batching on vs off at 1, 8 and 32 concurrent clients,
+and REST vs gRPC latency for one client.
 
     python -m benchmarks.server [--seconds 6] [--rounds 2]
 
 Two servers (batching on, batching off) run side by side on loopback ports with the default
 architecture exported by export.run; single-image gRPC Predict requests come from asyncio clients
 in this process, bounded in time. Settings alternate (off, on, off, on ...) so machine drift hits
-both. Target: batching at least doubles requests/s at 32 clients without a worse p99.
+both. Targets: batching at least doubles requests/s at 32 clients without a worse p99; one REST
+client's p50 (stdlib http.client, keep-alive, the same single-image request as JSON) is within 1.5x
+of one gRPC client's p50 on the same server.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def start_server(onnx_path: Path, batching: bool, extra: list[str]):
     while time.monotonic() < deadline:
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{rest}/ready", timeout=1).status == 200:
-                return proc, grpc_port
+                return proc, grpc_port, rest
         except OSError:
             time.sleep(0.2)
     proc.kill()
@@ -86,6 +89,28 @@ async def load(port: int, concurrency: int, seconds: float, latent: int) -> tupl
     return len(latencies) / elapsed, latencies, errors
 
 
+def load_rest(port: int, seconds: float, latent: int) -> list[float]:
+    """One REST client, sequential requests on one keep-alive connection."""
+    import http.client
+    import json
+
+    body = json.dumps({"instances": np.random.default_rng(0).standard_normal((1, latent)).tolist()}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies, deadline = [], time.monotonic() + seconds
+    for _ in range(100_000):
+        if time.monotonic() >= deadline:
+            break
+        start = time.perf_counter()
+        connection.request("POST", "/v1/models/generator:predict", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"REST predict failed: {response.status} {payload[:200]!r}")
+        latencies.append(time.perf_counter() - start)
+    connection.close()
+    return latencies
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="Load duration per measurement.")
@@ -104,14 +129,18 @@ def main(argv=None):
         servers = {mode: start_server(onnx_path, mode == "on", extra) for mode in ("off", "on")}
         try:
             measured = {(c, m): ([], [], 0) for c in CONCURRENCY for m in servers}
+            rest_latencies, grpc_latencies = [], []
             for _ in range(args.rounds):
                 for c in CONCURRENCY:
-                    for mode, (_, port) in servers.items():
+                    for mode, (_, port, _) in servers.items():
                         rps, lat, err = asyncio.run(load(port, c, args.seconds, 64))
                         rates, lats, errs = measured[(c, mode)]
                         measured[(c, mode)] = (rates + [rps], lats + lat, errs + err)
+                _, grpc_port, rest_port = servers["on"]
+                rest_latencies += load_rest(rest_port, args.seconds, 64)
+                grpc_latencies += asyncio.run(load(grpc_port, 1, args.seconds, 64))[1]
         finally:
-            for proc, _ in servers.values():
+            for proc, _, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
     rows = []
@@ -124,7 +153,10 @@ def main(argv=None):
     p99_ok = at32["on"][4] <= at32["off"][4]
     print(f"target at 32 clients: throughput x{gain:.2f} (>= 2), p99 {at32['on'][4]:.1f} vs {at32['off'][4]:.1f} ms "
           f"-> {'met' if gain >= 2 and p99_ok else 'MISSED'}")
-    path = save("server", {"args": vars(args), "rows": rows})
+    rest_p50, grpc_p50 = float(np.median(rest_latencies)) * 1e3, float(np.median(grpc_latencies)) * 1e3
+    print(f"target at 1 client: REST p50 {rest_p50:.2f} ms vs gRPC p50 {grpc_p50:.2f} ms -> x{rest_p50 / grpc_p50:.2f} "
+          f"(<= 1.5) -> {'met' if rest_p50 <= 1.5 * grpc_p50 else 'MISSED'}")
+    path = save("server", {"args": vars(args), "rows": rows, "rest_vs_grpc_1_client_p50_ms": [rest_p50, grpc_p50]})
     print(f"wrote {path}")
 
 

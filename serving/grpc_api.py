@@ -16,6 +16,8 @@ import grpc
 
 from serving import protos
 from serving.onnx_generator import InputError
+from serving.model_manager import STATES, LabelError
+from serving.server_config import ConfigError, models_from_proto
 from serving.service import GeneratorService, RequestError, check_signature
 
 log = logging.getLogger("serving.grpc")
@@ -24,7 +26,8 @@ GRPC_STATUS = {"INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND"
                "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
                "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED, "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
                "UNIMPLEMENTED": grpc.StatusCode.UNIMPLEMENTED, "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED}
-AVAILABLE = 30  # tensorflow.serving.ModelVersionStatus.State.AVAILABLE
+ReloadConfigRequest = protos.message("tensorflow.serving.ReloadConfigRequest")
+ReloadConfigResponse = protos.message("tensorflow.serving.ReloadConfigResponse")
 
 
 def _target(spec):
@@ -49,7 +52,8 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
                 code, failure = "INTERNAL", (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
             finally:
                 metrics.in_flight.labels("grpc").dec()
-                metrics.observe("grpc", method, code, time.perf_counter() - start)
+                model = request.model_spec.name if method == "predict" else None
+                metrics.observe("grpc", method, code, time.perf_counter() - start, model=model)
             await context.abort(*failure)
         return wrapped
 
@@ -76,11 +80,16 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
         response.outputs["images"].CopyFrom(protos.to_tensor_proto(images))
         return response
 
-    async def metadata(request, context):
+    async def metadata(request, context):  # TF Serving's checks, in its order and words
+        if not request.HasField("model_spec"):
+            raise RequestError("INVALID_ARGUMENT", "Missing ModelSpec")
+        if not request.metadata_field:
+            raise RequestError("INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise RequestError("INVALID_ARGUMENT", f"Metadata field {field} is not supported; the one served is "
+                                   "signature_def")
         name, version, label = _target(request.model_spec)
-        fields = set(request.metadata_field)
-        if fields != {"signature_def"}:
-            raise RequestError("INVALID_ARGUMENT", "metadata_field must be ['signature_def'], the only metadata served")
         resolved, signature = service.signature_def_map(name, version, label)
         response = protos.GetModelMetadataResponse()
         response.model_spec.name = name
@@ -89,12 +98,28 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
         return response
 
     async def status(request, context):
+        if not request.HasField("model_spec"):
+            raise RequestError("INVALID_ARGUMENT", "Missing ModelSpec")
         name, version, label = _target(request.model_spec)
         response = protos.GetModelStatusResponse()
-        for v in service.status(name, version, label):
-            entry = response.model_version_status.add(version=v, state=AVAILABLE)
-            entry.status.error_code = 0
+        for v, state, error in service.status(name, version, label):
+            entry = response.model_version_status.add(version=v, state=STATES[state])
+            entry.status.error_code, entry.status.error_message = (2, error) if error else (0, "")  # 2: UNKNOWN
         return response
+
+    async def reload_config(request, context):
+        """ModelService/HandleReloadConfigRequest: serve exactly this ModelServerConfig, now."""
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise RequestError("INVALID_ARGUMENT", "ServerModelConfig type not supported by "
+                               "HandleReloadConfigRequest. Only ModelConfigList is currently supported")
+        try:
+            models = models_from_proto(request.config)
+            await service.manager.apply(models)
+        except LabelError as err:
+            raise RequestError("FAILED_PRECONDITION", str(err)) from None
+        except ConfigError as err:
+            raise RequestError("INVALID_ARGUMENT", str(err)) from None
+        return ReloadConfigResponse()  # status: error_code 0 (OK)
 
     def unary(handler, request_class):
         return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=request_class.FromString,
@@ -106,5 +131,6 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
     })
     model_service = grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", {
         "GetModelStatus": unary(timed("status", status), protos.GetModelStatusRequest),
+        "HandleReloadConfigRequest": unary(timed("reload_config", reload_config), ReloadConfigRequest),
     })
     return [prediction, model_service]

@@ -1,10 +1,31 @@
-"""Prometheus metrics of the ONNX model server, in a registry of its own (one per server)."""
+"""Prometheus metrics of the ONNX model server, in a registry of its own (one per server).
+
+Besides our `gan_serving_*` series it exports the ones TF Serving's Prometheus endpoint shows for
+predictions, under TF Serving's names, labels and units, so a TF Serving dashboard works unchanged:
+`:tensorflow:serving:request_count{model_name, status}` (a counter without the `_total` suffix,
+status a canonical code name) and `:tensorflow:serving:request_latency{model_name, API, entrypoint}`
+(a histogram in microseconds on TF's exponential buckets 10 * 1.8^i).
+"""
 
 from __future__ import annotations
+
+from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+TF_LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(33))
+TF_REQUEST_COUNT = ":tensorflow:serving:request_count"
+MAX_TF_SERIES = 1000
+
+
+def _tf_request_count_text(counts: Tally) -> bytes:
+    """TF Serving's request counter in its exact exposition (prometheus_client would name it *_total)."""
+    lines = [f"# HELP {TF_REQUEST_COUNT} The total number of requests.", f"# TYPE {TF_REQUEST_COUNT} counter"]
+    for (model_name, status), count in sorted(counts.items()):
+        model_name = model_name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        lines.append(f'{TF_REQUEST_COUNT}{{model_name="{model_name}",status="{status}"}} {float(count)}')
+    return ("\n".join(lines) + "\n").encode()
 
 
 class ServerMetrics:
@@ -21,10 +42,24 @@ class ServerMetrics:
                                           registry=self.registry)
         self.batch_size = Histogram("gan_serving_batch_size", "Rows per onnxruntime call (after dynamic batching).",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.tf_request_count: Tally = Tally()
+        self.tf_request_latency = Histogram(
+            ":tensorflow:serving:request_latency", "Distribution of wall time (in microseconds) for Tensorflow "
+            "Serving request.", ["model_name", "API", "entrypoint"], buckets=TF_LATENCY_BUCKETS, registry=self.registry)
 
-    def observe(self, api: str, method: str, code: str, seconds: float) -> None:
+    def observe(self, api: str, method: str, code: str, seconds: float, model: str | None = None,
+                status: str | None = None) -> None:
+        """One request; predictions with a model name also feed TF Serving's series (`status`: the
+        canonical code, e.g. OK or NOT_FOUND; defaults to `code`)."""
         self.requests.labels(api, method, code).inc()
         self.latency.labels(api, method).observe(seconds)
+        if method == "predict" and model is not None:
+            key = (model[:200], status or code)
+            if key not in self.tf_request_count and len(self.tf_request_count) >= MAX_TF_SERIES:
+                return  # model names come from clients: bound the series a scan of made-up names can create
+            self.tf_request_count[key] += 1
+            entrypoint = "GRPC" if api == "grpc" else "REST"
+            self.tf_request_latency.labels(key[0], "Predict", entrypoint).observe(seconds * 1e6)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + _tf_request_count_text(self.tf_request_count)

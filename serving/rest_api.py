@@ -3,7 +3,11 @@
     POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict   {"instances": ...} or {"inputs": ...}
     GET  /v1/models/<name>[/versions/<v>|/labels/<l>]           model status
     GET  /v1/models/<name>[/versions/<v>|/labels/<l>]/metadata  signature_def
-    GET  /ready  /healthz  /metrics  /monitoring/prometheus/metrics
+    POST /v1/models/<name>...:classify|:regress                 TF Serving's refusals (no such signature)
+    GET  /ready  /healthz  /metrics  /monitoring/prometheus/metrics  (+ the monitoring config's path)
+
+Every /v1/ URL is parsed with TF Serving's grammar (`rest_paths`): a malformed one is 400
+"Malformed request", as there. Answers are serialized with orjson off the event loop.
 
 Errors are TF Serving's `{"error": "..."}` bodies with its status codes; every failure, expected or
 not, is such a body and is counted in the metrics under its status. A client that leaves before its
@@ -18,6 +22,8 @@ import json
 import logging
 import time
 
+import numpy as np
+import orjson
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,10 +32,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from serving import rest_paths
 from serving.service import GeneratorService, RequestError
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's ModelSpec
 log = logging.getLogger("serving.rest")
 
 
@@ -85,34 +91,31 @@ async def _unless_client_leaves(request: Request, work):
     raise ClientGone()
 
 
-def _version(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_VERSION):
-        shown = text if len(text) <= 24 else text[:20] + "..."
-        raise RequestError("INVALID_ARGUMENT", f"version '{shown}' in the URL must be a whole number from 0 to "
-                           f"{MAX_VERSION}, e.g. /v1/models/<name>/versions/1")
-    return int(text)
-
-
-def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict, str, str]:
-    """TF Serving's row ("instances") or columnar ("inputs") request -> (inputs, format, signature_name)."""
+def _parse_json(body: bytes):
+    """JSON with TF Serving's (rapidjson's) error wording."""
+    if not body.strip():
+        raise RequestError("INVALID_ARGUMENT", "JSON Parse error: The document is empty")
     try:
-        payload = json.loads(body)
+        return json.loads(body)
     except RecursionError:
         raise RequestError("INVALID_ARGUMENT", "JSON Parse error: nested too deeply; a request needs at most "
                            "3 levels (instances -> row -> values)") from None
     except ValueError as err:  # bad JSON, bad UTF-8, or an integer over Python's 4,300-digit limit
-        raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: {err}") from None
+        raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: Invalid value ({err})") from None
+
+
+def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict, str, str]:
+    """TF Serving's row ("instances") or columnar ("inputs") request -> (inputs, format, signature_name)."""
+    payload = _parse_json(body)
     if not isinstance(payload, dict):
         raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object with 'instances' or 'inputs'")
+    signature_name = payload.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise RequestError("INVALID_ARGUMENT", "'signature_name' key must be a string value.")
     has_instances, has_inputs = "instances" in payload, "inputs" in payload
     if has_instances == has_inputs:
         raise RequestError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key" if not has_instances else
                            "Request payload must have either 'instances' or 'inputs', not both")
-    signature_name = payload.get("signature_name", "")
-    if not isinstance(signature_name, str):
-        raise RequestError("INVALID_ARGUMENT", "'signature_name' must be a string")
     if has_instances:
         instances = payload["instances"]
         if not isinstance(instances, list):
@@ -137,57 +140,94 @@ def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict,
 
 
 def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 20, readiness=lambda: True,
-               read_timeout: float = 30.0):
+               read_timeout: float = 30.0, request_timeout: float | None = None, prometheus_path: str | None = None):
+    """`request_timeout` (--rest_api_timeout_in_ms): longest a prediction may take, else 504 as TF
+    Serving; `prometheus_path`: the monitoring config's path, served beside /metrics."""
     def timed(method: str):
         def decorate(handler):
-            async def endpoint(request: Request):
-                start = time.perf_counter()
+            async def endpoint(request: Request, target: rest_paths.Target):
+                start, status = time.perf_counter(), "OK"
                 metrics.in_flight.labels("rest").inc()
                 try:
-                    response = await handler(request)
+                    response = await handler(request, target)
                 except RequestError as err:
-                    response = _error(err.http_status, err.message)
+                    response, status = _error(err.http_status, err.message), err.code
                 except ClientGone:
                     log.debug("client %s left before its %s answer", request.client, method)
-                    response = _error(499, "client closed the connection")
+                    response, status = _error(499, "client closed the connection"), "CANCELLED"
                 except Exception as err:  # a bug, not bad input: still a JSON 500, counted, one log line
                     log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
-                    response = _error(500, f"internal error: {type(err).__name__}")
+                    response, status = _error(500, f"internal error: {type(err).__name__}"), "INTERNAL"
                 finally:
                     metrics.in_flight.labels("rest").dec()
-                metrics.observe("rest", method, str(response.status_code), time.perf_counter() - start)
+                metrics.observe("rest", method, str(response.status_code), time.perf_counter() - start,
+                                model=target.name, status=status)
                 return response
             return endpoint
         return decorate
 
-    def target(request: Request):
-        params = request.path_params
-        return params["name"], _version(params.get("version")), params.get("label")
-
     @timed("predict")
-    async def predict(request: Request):
-        name, version, label = target(request)
+    async def predict(request: Request, target: rest_paths.Target):
+        name, version, label = target.name, target.version, target.label
         _, model = service.resolve(name, version, label)
         body = await _read_body(request, max_body_bytes, read_timeout)
         inputs, style, signature_name = parse_predict_body(body, model.info.input_names)
-        _, images = await _unless_client_leaves(request, service.predict(name, inputs, version, label, signature_name))
-        return JSONResponse({"predictions" if style == "row" else "outputs": images.tolist()})
+        try:
+            async with asyncio.timeout(request_timeout):
+                _, images = await _unless_client_leaves(request, service.predict(name, inputs, version, label,
+                                                                                 signature_name))
+        except TimeoutError:
+            raise RequestError("DEADLINE_EXCEEDED", f"the prediction took over {request_timeout:g} s "
+                               "(--rest_api_timeout_in_ms)", http_status=504) from None
+        except RequestError as err:
+            raise _tf_type_error(err, inputs) from None
+        # orjson writes the float32 array as is, in a worker thread: a 256x64x64x3 answer no longer
+        # holds the event loop (and every gRPC call on it) for the second json + tolist() took.
+        key = "predictions" if style == "row" else "outputs"
+        content = await asyncio.to_thread(orjson.dumps, {key: np.ascontiguousarray(images)},
+                                          option=orjson.OPT_SERIALIZE_NUMPY)
+        return Response(content, media_type="application/json")
+
+    @timed("predict")
+    async def classify_or_regress(request: Request, target: rest_paths.Target):
+        """A generator has only a predict signature: TF Serving's own refusals, after its own checks."""
+        service.resolve(target.name, target.version, target.label)
+        payload = _parse_json(await _read_body(request, max_body_bytes, read_timeout))
+        signature_name = payload.get("signature_name") or "serving_default" if isinstance(payload, dict) else ""
+        if signature_name != "serving_default":
+            raise RequestError("INVALID_ARGUMENT", f"No signature was found with the name: {signature_name}")
+        kind = "classification" if target.method == "classify" else "regression"
+        raise RequestError("INVALID_ARGUMENT", f"Expected {kind} signature method_name to be tensorflow/serving/"
+                           f"{target.method}. Was: tensorflow/serving/predict (use :predict)")
 
     @timed("status")
-    async def status(request: Request):
-        versions = service.status(*target(request))
+    async def status(request: Request, target: rest_paths.Target):
+        versions = service.status(target.name, target.version, target.label)
         return JSONResponse({"model_version_status": [
-            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            for v in versions]})
+            {"version": str(v), "state": state, "status": {"error_code": "UNKNOWN" if error else "OK",
+                                                          "error_message": error}}
+            for v, state, error in versions]})
 
     @timed("metadata")
-    async def metadata(request: Request):
-        name, version, label = target(request)
-        resolved, signature = service.signature_def_map(name, version, label)
+    async def metadata(request: Request, target: rest_paths.Target):
+        resolved, signature = service.signature_def_map(target.name, target.version, target.label)
         return JSONResponse({
-            "model_spec": {"name": name, "signature_name": "", "version": str(resolved)},
+            "model_spec": {"name": target.name, "signature_name": "", "version": str(resolved)},
             "metadata": {"signature_def": json_format.MessageToDict(signature, preserving_proto_field_name=True)},
         })
+
+    handlers = {"predict": predict, "classify": classify_or_regress, "regress": classify_or_regress,
+                "status": status, "metadata": metadata}
+
+    async def v1(request: Request):
+        """Every /v1/ URL, parsed as TF Serving parses it (400 "Malformed request", not 404)."""
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        try:
+            target = rest_paths.parse(request.method, raw.decode("latin-1").split("?", 1)[0])
+        except rest_paths.BadPath as err:
+            metrics.observe("rest", "other", "400", 0.0)
+            return _error(400, str(err))
+        return await handlers[target.method](request, target)
 
     async def ready(request: Request):
         ok = readiness()
@@ -207,15 +247,30 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
         metrics.observe("rest", "other", "500", 0.0)
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    routes = []
-    for prefix in ("/v1/models/{name}", "/v1/models/{name}/versions/{version}", "/v1/models/{name}/labels/{label}"):
-        routes += [Route(prefix + ":predict", predict, methods=["POST"]),
-                   Route(prefix + "/metadata", metadata, methods=["GET"]),
-                   Route(prefix, status, methods=["GET"])]
-    routes += [Route("/ready", ready), Route("/healthz", healthz), Route("/metrics", prometheus),
-               Route("/monitoring/prometheus/metrics", prometheus)]
+    metrics_paths = ["/metrics", "/monitoring/prometheus/metrics"]
+    if prometheus_path and prometheus_path not in metrics_paths and not prometheus_path.startswith("/v1/"):
+        metrics_paths.append(prometheus_path)
+    routes = [Route("/v1/{path:path}", v1, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+              Route("/ready", ready), Route("/healthz", healthz)]
+    routes += [Route(path, prometheus) for path in metrics_paths]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
     return _Quiet(app)
+
+
+def _tf_type_error(err: RequestError, inputs: dict) -> RequestError:
+    """A non-numeric value in the JSON gets TF Serving's wording, naming the value."""
+    if err.code != "INVALID_ARGUMENT" or "must be numeric" not in err.message:
+        return err
+    stack = list(inputs.values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(reversed(value))
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            kind = {str: "String", bool: "Bool", dict: "Object", type(None): "Null"}.get(type(value), "Value")
+            return RequestError("INVALID_ARGUMENT", f"JSON Value: {json.dumps(value)[:80]} Type: {kind} is not of "
+                                f"expected type: float ({err.message})")
+    return err
 
 
 class _Quiet:

@@ -18,6 +18,7 @@ _TARGET = r"/v1/models{name}(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:
 POST_PATH = re.compile(_TARGET.format(name=r"/(?P<name>[^/:]+)") + r":(?P<method>classify|regress|predict)", re.I)
 GET_PATH = re.compile(_TARGET.format(name=r"(?:/(?P<name>[^/:]+))?") + r"(?:/(?P<sub>metadata))?", re.I)
 MAX_VERSION = 2**63 - 1
+BAD_VERSION = re.compile(r"/versions/(?!\d+(?:[/:]|$))", re.I)
 
 
 class BadPath(ValueError):
@@ -33,14 +34,17 @@ class Target:
 
 
 def parse(http_method: str, raw_path: str) -> Target:
-    malformed = BadPath(f"Malformed request: {http_method} {raw_path[:200]}")
+    hint = " (a version must be a whole number from 0 to 2**63-1)" if BAD_VERSION.search(raw_path) else ""
+    malformed = BadPath(f"Malformed request: {http_method} {raw_path[:200]}{hint}")
     pattern = {"POST": POST_PATH, "GET": GET_PATH}.get(http_method)
     match = pattern.fullmatch(raw_path) if pattern else None
     if match is None:
         raise malformed
     version = match["version"]
-    if version is not None and int(version) > MAX_VERSION:
-        raise BadPath(f"Failed to convert version: {version} to numeric.")
+    if version is not None and (len(version) > 19 or int(version) > MAX_VERSION):
+        shown = version if len(version) <= 24 else version[:20] + "..."
+        raise BadPath(f"Failed to convert version: {shown} to numeric. A version must be a whole number from 0 "
+                      "to 2**63-1.")
     name, label = unquote(match["name"] or ""), match["label"]
     if http_method == "POST":
         method = match["method"]

@@ -2,6 +2,10 @@
 
     python -m serving.server --model exports/onnx/generator.onnx
     python -m serving.server --model-base-path exports/onnx-models/generator --labels stable=1,canary=2
+    python -m serving.server --model_config_file=models.config --model_config_file_poll_wait_seconds=60
+
+TF Serving's flags work too (serving/flags.py), with their meanings and defaults; new versions under
+a base path are picked up every --file_system_poll_wait_seconds (serving/model_manager.py).
 
 REST on --rest-port (8501) and gRPC on --grpc-port (8500), bound to 127.0.0.1 unless --host says
 otherwise; a taken port is refused with one line and exit code 2. SIGTERM (or Ctrl-C) stops
@@ -27,7 +31,10 @@ import uvicorn
 from serving.batching import DynamicBatcher
 from serving.grpc_api import build_handlers
 from serving.metrics import ServerMetrics
-from serving.repository import load_model
+from serving.flags import add_tfserving_flags, refuse_not_applicable, resolve
+from serving.model_manager import ModelManager, poll_forever
+from serving.onnx_generator import OnnxGenerator
+from serving.server_config import read_models_config
 from serving.rest_api import create_app, guarded_h11_protocol
 from serving.service import GeneratorService
 
@@ -37,7 +44,7 @@ log = logging.getLogger("serving.server")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()  # or TF Serving's --model_base_path / --model_config_file
     source.add_argument("--model", help="One .onnx file, served as version 1.")
     source.add_argument("--model-base-path", help="Directory of numbered versions: <dir>/<version>/<file>.onnx.")
     p.add_argument("--model-name", default=None, help="Name in the API (default: the file or directory name).")
@@ -67,17 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Idle connections (no request in flight) are closed after this long.")
     p.add_argument("--grace-seconds", type=float, default=10.0, help="Time in-flight requests get on shutdown.")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_tfserving_flags(p)
     return p
-
-
-def parse_labels(text: str) -> dict[str, int]:
-    labels = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, version = item.partition("=")
-        if not name or not version.isdigit():
-            raise ValueError(f"--labels entry {item!r} must look like name=VERSION, e.g. stable=1")
-        labels[name] = int(version)
-    return labels
 
 
 class _Uvicorn(uvicorn.Server):
@@ -135,32 +133,33 @@ def bind_grpc(args) -> grpc.aio.Server:
 
 
 async def serve(args) -> None:
-    from pathlib import Path
-
     # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
     rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
     grpc_server = bind_grpc(args) if args.grpc_port else None
 
-    name = args.model_name or (Path(args.model).stem if args.model else Path(args.model_base_path).name)
-    model = load_model(name, args.model, args.model_base_path, parse_labels(args.labels), device=args.device,
-                       variant=args.variant, intra_op_threads=args.intra_op_threads or None)
     metrics = ServerMetrics()
-    batchers = {(name, version): DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms,
-                                                args.num_batch_threads, args.batching, metrics.batch_size.observe,
-                                                args.max_enqueued_batches)
-                for version, generator in model.versions.items()}
-    service = GeneratorService({name: model}, batchers, args.max_request_batch)
+
+    def new_batcher(generator) -> DynamicBatcher:
+        batcher = DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads,
+                                 args.batching, metrics.batch_size.observe, args.max_enqueued_batches)
+        batcher.start()
+        return batcher
+
+    manager = ModelManager(lambda path: OnnxGenerator(path, device=args.device, variant=args.variant,
+                                                      intra_op_threads=args.intra_op_threads or None),
+                           new_batcher, args.allow_version_labels_for_unavailable_models)
+    await manager.apply(args.models, initial=True)
+    service = GeneratorService(manager.models, manager.batchers, args.max_request_batch, manager=manager)
     state = {"ready": False}
 
     rest = None
     if rest_socket:
         app = create_app(service, metrics, args.max_body_bytes, readiness=lambda: state["ready"],
-                         read_timeout=args.read_timeout_seconds)
+                         read_timeout=args.read_timeout_seconds, request_timeout=args.rest_api_timeout_in_ms / 1000
+                         if args.rest_api_timeout_in_ms > 0 else None, prometheus_path=args.prometheus_path)
         rest = build_rest(app, rest_socket, metrics, args)
     if grpc_server:
         grpc_server.add_generic_rpc_handlers(build_handlers(service, metrics))
-    for batcher in batchers.values():
-        batcher.start()
     if grpc_server:
         await grpc_server.start()
 
@@ -176,18 +175,21 @@ async def serve(args) -> None:
             raise RuntimeError(f"REST server failed to start on {args.host}:{args.rest_port}")
         await asyncio.sleep(0.02)
     state["ready"] = True
-    versions = ", ".join(str(v) for v in sorted(model.versions))
-    log.warning("Serving %s (versions %s) on %s: REST %s, gRPC %s; %s", name, versions, args.host,
-                args.rest_port or "off", args.grpc_port or "off", next(iter(model.versions.values())).description)
+    poller = loop.create_task(poll_forever(manager, args.file_system_poll_wait_seconds, args.model_config_file,
+                                           args.model_config_file_poll_wait_seconds, read_models_config))
+    served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in manager.models.values())
+    first = next(iter(next(iter(manager.models.values())).versions.values()))
+    log.warning("Serving %s on %s: REST %s, gRPC %s; %s", served, args.host, args.rest_port or "off",
+                args.grpc_port or "off", first.description)
 
     waiters = [loop.create_task(stop.wait())] + ([rest_task] if rest_task else [])
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     state["ready"] = False
+    poller.cancel()
     log.warning("Shutting down: finishing in-flight requests (up to %.0fs)", args.grace_seconds)
     await asyncio.gather(*([grpc_server.stop(grace=args.grace_seconds)] if grpc_server else []),
                          *([_stop_rest(rest, rest_task)] if rest else []))
-    for batcher in batchers.values():
-        await batcher.stop()
+    await manager.stop()
 
 
 async def _stop_rest(rest: _Uvicorn, task: asyncio.Task) -> None:
@@ -197,9 +199,14 @@ async def _stop_rest(rest: _Uvicorn, task: asyncio.Task) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    refused = refuse_not_applicable(sys.argv[1:] if argv is None else argv)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        resolve(args)
         asyncio.run(serve(args))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -8,6 +8,8 @@ the shapes a TensorProto declares, so a tiny message cannot claim a huge tensor)
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from serving import protos
@@ -31,22 +33,20 @@ class RequestError(Exception):
 
 
 class GeneratorService:
+    """`manager` (a ModelManager) makes versions come and go while serving: each prediction holds
+    its version until it is answered, and status reports TF Serving's version states."""
+
     def __init__(self, models: dict[str, ServedModel], batchers: dict[tuple[str, int], DynamicBatcher],
-                 max_request_batch: int = 256):
+                 max_request_batch: int = 256, manager=None):
         self.models, self.batchers, self.max_request_batch = models, batchers, max_request_batch
+        self.manager = manager
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None):
-        if name not in self.models:
-            raise RequestError("NOT_FOUND", f"Servable not found for request: Latest({name}); "
-                               f"models served: {sorted(self.models)}")
-        try:
+        with _as_request_errors():
+            if name not in self.models:
+                request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+                raise NotFound(f"Servable not found for request: {request}; models served: {sorted(self.models)}")
             return self.models[name].resolve(version, label)
-        except NotFound as err:
-            hint = ("; labels are given to the server with --labels NAME=VERSION (or version_labels in "
-                    "models.config)" if label and label not in self.models[name].labels else "")
-            raise RequestError("NOT_FOUND", str(err) + hint) from None
-        except ValueError as err:
-            raise RequestError("INVALID_ARGUMENT", str(err)) from None
 
     async def predict(self, name: str, inputs: dict, version: int | None = None, label: str | None = None,
                       signature_name: str = "") -> tuple[int, np.ndarray]:
@@ -57,8 +57,10 @@ class GeneratorService:
         self.check_shapes(model.info, {key: array.shape for key, array in arrays.items()})
         if "label" in arrays:
             arrays["label"] = _checked_labels(arrays["label"], inputs["label"], model.info.num_classes)
+        lease = self.manager.lease(name, version) if self.manager else contextlib.nullcontext()
         try:
-            return version, await self.batchers[(name, version)].predict(arrays)
+            with lease:  # this version is not unloaded before the answer is ready
+                return version, await self.batchers[(name, version)].predict(arrays)
         except InputError as err:
             raise RequestError("INVALID_ARGUMENT", str(err)) from None
         except QueueFull as err:
@@ -108,12 +110,25 @@ class GeneratorService:
             output.tensor_shape.dim.add(size=size)
         return version, signature
 
-    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[int]:
-        """Versions whose state is reported: the one asked for, or all of them."""
-        if version is None and not label:
-            self.resolve(name)
-            return sorted(self.models[name].versions)
-        return [self.resolve(name, version, label)[0]]
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[tuple[int, str, str]]:
+        """(version, TF Serving state, error message) for the version asked for, or for all of them."""
+        with _as_request_errors():
+            if self.manager is not None:
+                return [(s.version, s.state, s.error) for s in self.manager.status(name, version, label)]
+            if version is None and not label:
+                self.resolve(name)
+                return [(v, "AVAILABLE", "") for v in sorted(self.models[name].versions)]
+            return [(self.resolve(name, version, label)[0], "AVAILABLE", "")]
+
+
+@contextlib.contextmanager
+def _as_request_errors():
+    try:
+        yield
+    except NotFound as err:
+        raise RequestError("NOT_FOUND", str(err)) from None
+    except ValueError as err:
+        raise RequestError("INVALID_ARGUMENT", str(err)) from None
 
 
 def check_signature(signature_name: str) -> None:

@@ -81,7 +81,8 @@ def test_grpc_predict_metadata_and_status_with_the_real_stubs(server, local):
 
 @pytest.mark.parametrize("spec, z, code, message", [
     ({"name": "nope"}, z_batch(1), grpc.StatusCode.NOT_FOUND, "Servable not found"),
-    ({"name": "generator", "version_label": "beta"}, z_batch(1), grpc.StatusCode.NOT_FOUND, "Unknown version label"),
+    ({"name": "generator", "version_label": "beta"}, z_batch(1), grpc.StatusCode.INVALID_ARGUMENT,
+     "Unrecognized servable version label: beta"),  # TF Serving's code and words
     ({"name": "generator"}, np.zeros((2, 3), np.float32), grpc.StatusCode.INVALID_ARGUMENT, "must have shape [batch, 8]"),
     ({"name": "generator"}, z_batch(65), grpc.StatusCode.INVALID_ARGUMENT, "per-request limit of 64"),
     ({"name": "generator", "signature_name": "classify"}, z_batch(1), grpc.StatusCode.INVALID_ARGUMENT, "not found"),
@@ -161,7 +162,7 @@ BAD_REQUESTS = [
     ("generator:predict", json.dumps({"signature_name": "classify", "instances": Z1}), 400, "not found in signature def"),
     ("nope:predict", json.dumps({"instances": Z1}), 404, "Servable not found"),
     ("generator/versions/9:predict", json.dumps({"instances": Z1}), 404, "Specific(generator, 9)"),
-    ("generator/labels/beta:predict", json.dumps({"instances": Z1}), 404, "Unknown version label 'beta'"),
+    ("generator/labels/beta:predict", json.dumps({"instances": Z1}), 400, "Unrecognized servable version label: beta"),
 ]
 
 

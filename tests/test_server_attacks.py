@@ -110,7 +110,7 @@ HOSTILE = [
     ("generator/versions/" + "9" * 4301 + ":predict", '{"instances": [[0, 0, 0, 0, 0, 0, 0, 0]]}', 400,
      "must be a whole number"),
     ("generator/versions/-1", None, 400, "must be a whole number"),
-    ("generator/versions/1/../../../etc/passwd", None, 404, "Not Found"),
+    ("generator/versions/1/../../../etc/passwd", None, 400, "Malformed request"),  # TF Serving's answer for /v1/
 ]
 
 

@@ -1,0 +1,153 @@
+"""tensorflow_model_server's command line on our server: same flag names, meanings and defaults.
+
+    python -m serving.server --model_config_file=/models/models.config \
+        --model_config_file_poll_wait_seconds=60 --enable_batching \
+        --batching_parameters_file=/models/batching_parameters.txt \
+        --monitoring_config_file=/models/monitoring.config
+
+`add_tfserving_flags` adds TF Serving's flags beside ours (`--port` is `--grpc-port`,
+`--rest_api_port` is `--rest-port`, ...); `resolve` turns either spelling into the list of models
+to serve and reads the config files. TF Serving flags that have no meaning for onnxruntime (its
+TensorFlow session, TPU, SSL...) are refused by name rather than silently ignored, so a deployment
+never believes a setting took effect when it did not. The one deliberate difference: REST is on
+8501 by default, as in TF Serving's Docker image (the binary's own default is 0, off).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from serving.server_config import (BatchingSettings, ConfigError, ModelConfig, read_batching_parameters,
+                                   read_models_config, read_monitoring_config)
+
+# TF Serving flags (tensorflow_serving/model_servers/main.cc) that do not apply here, with what to use instead.
+NOT_APPLICABLE = {
+    "grpc_socket_path": "gRPC listens on --host:--port only",
+    "rest_api_num_threads": "REST runs on one asyncio event loop",
+    "rest_api_enable_cors_support": "put a proxy in front for CORS",
+    "enable_per_model_batching_parameters": "use --batching_parameters_file",
+    "num_load_threads": "versions load one at a time, off the event loop",
+    "num_unload_threads": "versions unload once their in-flight requests finish",
+    "max_num_load_retries": "a failed version is reported END with its error and retried on the next poll",
+    "load_retry_interval_micros": "failed versions are retried every --file_system_poll_wait_seconds",
+    "flush_filesystem_caches": "onnxruntime reads the model once",
+    "tensorflow_session_parallelism": "use --intra-op-threads",
+    "tensorflow_session_config_file": "use --intra-op-threads and --device",
+    "tensorflow_intra_op_parallelism": "use --intra-op-threads",
+    "tensorflow_inter_op_parallelism": "use --intra-op-threads",
+    "use_alts_credentials": "terminate TLS in a proxy",
+    "ssl_config_file": "terminate TLS in a proxy",
+    "platform_config_file": "the platform is always onnxruntime",
+    "per_process_gpu_memory_fraction": "use --device",
+    "saved_model_tags": "the server loads ONNX files, not SavedModels",
+    "grpc_channel_arguments": "use --max-body-bytes",
+    "grpc_max_threads": "gRPC runs on the asyncio event loop",
+    "enable_model_warmup": "onnxruntime sessions need no warmup replay",
+    "num_request_iterations_for_warmup": "onnxruntime sessions need no warmup replay",
+    "version": "see pip show gan-serve",
+    "remove_unused_fields_from_bundle_metagraph": "there is no MetaGraphDef",
+    "prefer_tflite_model": "the server loads ONNX files",
+    "num_tflite_pools": "the server loads ONNX files",
+    "num_tflite_interpreters_per_pool": "the server loads ONNX files",
+    "enable_signature_method_name_check": "the one signature is serving_default",
+    "xla_cpu_compilation_enabled": "onnxruntime does not use XLA",
+    "xla_gpu_compilation_enabled": "onnxruntime does not use XLA",
+    "enable_profiler": "use onnxruntime's own profiling",
+    "thread_pool_factory_config_file": "use --num-batch-threads",
+    "mixed_precision": "export a float16 variant instead",
+    "skip_initialize_tpu": "there is no TPU support",
+    "enable_grpc_healthcheck_service": "poll REST /ready",
+    "enable_serialization_as_tensor_content": "responses always use tensor_content",
+}
+
+
+def parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_tfserving_flags(parser: argparse.ArgumentParser) -> None:
+    """TF Serving's flags; --port/--rest_api_port/--enable_batching share our flags' settings."""
+    parser.allow_abbrev = False  # TF Serving takes no abbreviations; --model_config must not mean --model_config_file
+    tfs = parser.add_argument_group("TensorFlow Serving flags (tensorflow_model_server's names and defaults)")
+    tfs.add_argument("--port", dest="grpc_port", type=int, default=argparse.SUPPRESS, help="gRPC port (= --grpc-port).")
+    tfs.add_argument("--rest_api_port", dest="rest_port", type=int, default=argparse.SUPPRESS,
+                     help="REST port (= --rest-port; 0: off).")
+    tfs.add_argument("--rest_api_timeout_in_ms", type=int, default=30000, help="Timeout for REST calls.")
+    tfs.add_argument("--model_name", dest="model_name", default=argparse.SUPPRESS,
+                     help="Name in the API (= --model-name; TF Serving's default: 'default').")
+    tfs.add_argument("--model_base_path", dest="tfs_model_base_path", default=None,
+                     help="Directory of numbered versions; serves the latest one (ignored with --model_config_file).")
+    tfs.add_argument("--model_config_file", default=None, help="ModelServerConfig text file: several models, "
+                     "version policies, labels (--model_name and --model_base_path are then ignored).")
+    tfs.add_argument("--model_config_file_poll_wait_seconds", type=int, default=0,
+                     help="Re-read --model_config_file this often (0: read once at start-up).")
+    tfs.add_argument("--file_system_poll_wait_seconds", type=int, default=1,
+                     help="Look for new versions under each base path this often (0: only at start-up).")
+    tfs.add_argument("--enable_batching", dest="batching", type=parse_bool, nargs="?", const=True,
+                     default=argparse.SUPPRESS, help="Dynamic batching (= --batching; on by default here).")
+    tfs.add_argument("--batching_parameters_file", default=None,
+                     help="BatchingParameters text file: max_batch_size, batch_timeout_micros, num_batch_threads...")
+    tfs.add_argument("--monitoring_config_file", default=None,
+                     help="MonitoringConfig text file: prometheus_config { enable: true path: ... }.")
+    tfs.add_argument("--allow_version_labels_for_unavailable_models", type=parse_bool, nargs="?", const=True,
+                     default=False, help="A new label may name a version that is not loaded yet.")
+
+
+def parse_labels(text: str) -> dict[str, int]:
+    """Our --labels: stable=1,canary=2."""
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, version = item.partition("=")
+        if not name or not version.isdigit():
+            raise ValueError(f"--labels entry {item!r} must look like name=VERSION, e.g. stable=1")
+        labels[name] = int(version)
+    return labels
+
+
+def refuse_not_applicable(argv: list[str]) -> str | None:
+    """The error for the first TF Serving flag that has no meaning here, else None."""
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0]
+            if name in NOT_APPLICABLE:
+                return (f"--{name} is a TensorFlow Serving flag that does not apply to the onnxruntime server "
+                        f"({NOT_APPLICABLE[name]}); remove it")
+    return None
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Either spelling -> args.models (ModelConfigs), args.batching_settings, args.prometheus_path."""
+    sources = [flag for flag, value in (("--model", args.model), ("--model-base-path", args.model_base_path),
+                                        ("--model_base_path", args.tfs_model_base_path),
+                                        ("--model_config_file", args.model_config_file)) if value]
+    if args.model_config_file and sources == ["--model_base_path", "--model_config_file"]:
+        sources = ["--model_config_file"]  # TF Serving: the config file wins over --model_base_path
+    if len(sources) != 1:
+        raise ConfigError("give exactly one of --model FILE.onnx, --model-base-path DIR, --model_base_path DIR or "
+                          f"--model_config_file FILE (got {', '.join(sources) or 'none'})")
+    labels = parse_labels(args.labels)
+    if args.model_config_file:
+        args.models = read_models_config(args.model_config_file)
+    elif args.tfs_model_base_path:
+        args.models = [ModelConfig(args.model_name or "default", args.tfs_model_base_path, "latest", 1, (), labels)]
+    else:
+        path = args.model or args.model_base_path
+        args.models = [ModelConfig(args.model_name or (Path(path).stem if args.model else Path(path).name),
+                                   path, "all", 1, (), labels)]
+    args.batching_settings = read_batching_parameters(args.batching_parameters_file) \
+        if args.batching_parameters_file else None
+    if args.batching_settings:
+        settings: BatchingSettings = args.batching_settings
+        args.max_batch_size = settings.max_batch_size
+        args.batch_timeout_ms = settings.batch_timeout_micros / 1000.0
+        args.num_batch_threads = settings.num_batch_threads
+    args.prometheus_path = read_monitoring_config(args.monitoring_config_file)
+    if args.grpc_port and args.grpc_port == args.rest_port:
+        raise ConfigError(f"--rest_api_port cannot be the same as --port ({args.grpc_port}); use a different port")
+    return args

@@ -1,0 +1,260 @@
+"""Which model versions are loaded, and how they change while requests keep flowing.
+
+Each configured model has a base path of numbered versions (`<base>/<version>/<file>.onnx`, what
+`export.run` publishes atomically). `ModelManager.apply` (start-up, a re-read models.config, a gRPC
+HandleReloadConfigRequest) and `ModelManager.poll` (every --file_system_poll_wait_seconds) load the
+versions the version policy wants, move labels, and only then unload the versions it no longer
+wants, each after its in-flight requests finish: as TF Serving's availability-preserving policy,
+a swap never leaves a request without a version. Versions report TF Serving's states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.repository import NotFound, find_onnx
+from serving.server_config import ConfigError, ModelConfig
+
+log = logging.getLogger("serving.model_manager")
+class LabelError(ConfigError):
+    """A label names a version that is not loaded (gRPC: FAILED_PRECONDITION, as TF Serving)."""
+
+
+LABEL_HINT = "; labels are given to the server with --labels NAME=VERSION (or version_labels in models.config)"
+STATES = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}  # ModelVersionStatus.State
+
+
+@dataclass
+class Servable:
+    version: int
+    path: Path
+    state: str = "START"
+    generator: object = None
+    batcher: object = None
+    inflight: int = 0
+    error: str = ""
+
+
+@dataclass
+class ManagedModel:
+    """A model's versions and labels; `resolve` has the interface of repository.ServedModel."""
+
+    config: ModelConfig
+    servables: dict[int, Servable] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def versions(self) -> dict:
+        return {v: s.generator for v, s in sorted(self.servables.items()) if s.state == "AVAILABLE"}
+
+    def pick(self, version: int | None = None, label: str | None = None) -> Servable:
+        if version is not None and label:
+            raise ValueError(f"Both model version ({version}) and model version label ({label}) cannot be supplied.")
+        if label:
+            if label not in self.labels:
+                raise ValueError(f"Unrecognized servable version label: {label}{LABEL_HINT}")
+            version = self.labels[label]
+        available = self.versions
+        if version is None and available:
+            version = max(available)
+        if version is None or version not in available:
+            request = f"Latest({self.name})" if version is None else f"Specific({self.name}, {version})"
+            raise NotFound(f"Servable not found for request: {request}")
+        return self.servables[version]
+
+    def resolve(self, version: int | None = None, label: str | None = None):
+        servable = self.pick(version, label)
+        return servable.version, servable.generator
+
+
+def versions_on_disk(base_path: str) -> dict[int, Path]:
+    """Numbered version directories that hold one .onnx file (a single .onnx file is version 1)."""
+    base = Path(base_path)
+    if base.is_file() and base.suffix == ".onnx":
+        return {1: base}
+    found = {}
+    for child in base.iterdir() if base.is_dir() else ():
+        if child.is_dir() and child.name.isdigit():
+            try:
+                found[int(child.name)] = find_onnx(child)
+            except ValueError as err:
+                log.warning("skipping version %s: %s", child, err)
+    return found
+
+
+class ModelManager:
+    """Owns every loaded generator and its batcher; `batchers` is a live (name, version) map."""
+
+    def __init__(self, load_generator, make_batcher, allow_labels_for_unavailable: bool = False):
+        self.load_generator, self.make_batcher = load_generator, make_batcher
+        self.allow_labels_for_unavailable = allow_labels_for_unavailable
+        self.models: dict[str, ManagedModel] = {}
+        self.batchers: dict[tuple[str, int], object] = {}
+        self._lock = asyncio.Lock()
+        self._unloads: set[asyncio.Task] = set()
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self, name: str, version: int | None = None, label: str | None = None):
+        """Hold a version for one request: it is not unloaded until every lease on it ends."""
+        if name not in self.models:
+            request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+            raise NotFound(f"Servable not found for request: {request}")
+        servable = self.models[name].pick(version, label)
+        servable.inflight += 1
+        try:
+            yield servable
+        finally:
+            servable.inflight -= 1
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[Servable]:
+        model = self.models.get(name)
+        if label:
+            if model is None or label not in model.labels:
+                raise ValueError(f"Unrecognized servable version label: {label}{LABEL_HINT}")
+            version = model.labels[label]
+        if version is not None:
+            if model is None or version not in model.servables:
+                raise NotFound(f"Could not find version {version} of model {name}")
+            return [model.servables[version]]
+        if model is None or not model.servables:
+            raise NotFound(f"Could not find any versions of model {name}")
+        return [model.servables[v] for v in sorted(model.servables)]
+
+    # -- changes ----------------------------------------------------------------------------------
+
+    async def apply(self, configs: list[ModelConfig], initial: bool = False) -> None:
+        """Serve exactly these models: load, relabel, then unload what is no longer wanted."""
+        async with self._lock:
+            for config in configs:
+                model = self.models.get(config.name)
+                if model is None:
+                    model = self.models[config.name] = ManagedModel(config)
+                model.config = config
+                await self._load_aspired(model)
+                if initial and not model.versions:
+                    raise ConfigError(f"model '{config.name}': no loadable version under {config.base_path} "
+                                      f"(expected {config.base_path}/<version>/<file>.onnx, as export.run writes)")
+            for config in configs:  # every model's labels are checked before any changes
+                self._check_labels(self.models[config.name], config.labels)
+            for config in configs:
+                self.models[config.name].labels = dict(config.labels)
+            wanted = {c.name for c in configs}
+            for name in [n for n in self.models if n not in wanted]:
+                for servable in self.models.pop(name).servables.values():
+                    self._unload(name, servable)
+            for config in configs:
+                self._unload_unwanted(self.models[config.name])
+
+    async def poll(self) -> None:
+        """Pick up versions that appeared on disk (or disappeared) for every model."""
+        async with self._lock:
+            for model in list(self.models.values()):
+                await self._load_aspired(model)
+                self._unload_unwanted(model)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            for name, model in self.models.items():
+                for servable in model.servables.values():
+                    self._unload(name, servable)
+        if self._unloads:
+            await asyncio.gather(*self._unloads)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _aspired(self, model: ManagedModel) -> tuple[dict[int, Path], set[int]]:
+        try:
+            on_disk = versions_on_disk(model.config.base_path)
+        except OSError as err:
+            log.warning("cannot list %s: %s", model.config.base_path, err)
+            return {}, {v for v, s in model.servables.items() if s.state == "AVAILABLE"}
+        return on_disk, model.config.aspired(sorted(on_disk))
+
+    async def _load_aspired(self, model: ManagedModel) -> None:
+        on_disk, aspired = self._aspired(model)
+        for version in sorted(aspired):
+            servable = model.servables.get(version)
+            if servable is not None and servable.state in ("LOADING", "AVAILABLE"):
+                continue
+            servable = model.servables[version] = Servable(version, on_disk[version], state="LOADING")
+            try:
+                servable.generator = await asyncio.to_thread(self.load_generator, servable.path)
+            except Exception as err:  # a broken file must not stop the versions already serving
+                servable.state, servable.error = "END", f"{type(err).__name__}: {err}"
+                log.error("Loading servable %s version %s failed: %s", model.name, version, servable.error)
+                continue
+            servable.batcher = self.make_batcher(servable.generator)
+            self.batchers[(model.name, version)] = servable.batcher
+            servable.state = "AVAILABLE"
+            log.warning("Successfully loaded servable version {name: %s version: %s}", model.name, version)
+
+    def _check_labels(self, model: ManagedModel, labels: dict[str, int]) -> None:
+        available = model.versions
+        for label, version in labels.items():
+            if version in available:
+                continue
+            if self.allow_labels_for_unavailable and label not in model.labels:
+                continue  # TF Serving: a new label may name a version that is not loaded yet
+            raise LabelError(f"Request to assign label to version {version} of model {model.name}, which is not "
+                              f"currently available for inference. Available versions: {sorted(available)}")
+
+    def _unload_unwanted(self, model: ManagedModel) -> None:
+        _, aspired = self._aspired(model)
+        labelled = set(model.labels.values())
+        for version, servable in model.servables.items():
+            if servable.state == "AVAILABLE" and version not in aspired and version not in labelled:
+                self._unload(model.name, servable)
+
+    def _unload(self, name: str, servable: Servable) -> None:
+        if servable.state not in ("AVAILABLE", "LOADING"):
+            return
+        servable.state = "UNLOADING"  # no new request picks it from here on
+        task = asyncio.get_running_loop().create_task(self._drain_and_stop(name, servable))
+        self._unloads.add(task)
+        task.add_done_callback(self._unloads.discard)
+
+    async def _drain_and_stop(self, name: str, servable: Servable) -> None:
+        while servable.inflight:
+            await asyncio.sleep(0.01)
+        if servable.batcher is not None:
+            await servable.batcher.stop()
+        self.batchers.pop((name, servable.version), None)
+        servable.generator = servable.batcher = None
+        servable.state = "END"
+        log.warning("Done unloading servable version {name: %s version: %s}", name, servable.version)
+
+
+async def poll_forever(manager: ModelManager, file_system_seconds: float, config_file: str | None = None,
+                       config_seconds: float = 0, read_config=None) -> None:
+    """TF Serving's two polls: base paths every file_system_seconds, models.config every config_seconds
+    (0: never again after start-up, as TF Serving)."""
+    loop = asyncio.get_running_loop()
+    next_fs = loop.time() + file_system_seconds
+    next_config = loop.time() + config_seconds
+    last_text = Path(config_file).read_text(encoding="utf-8") if config_file else None
+    while file_system_seconds > 0 or (config_file and config_seconds > 0):
+        await asyncio.sleep(0.05)
+        now = loop.time()
+        if config_file and config_seconds > 0 and now >= next_config:
+            next_config = now + config_seconds
+            try:
+                text = Path(config_file).read_text(encoding="utf-8")
+                if text != last_text:
+                    await manager.apply(read_config(config_file))
+                    last_text = text
+                    log.warning("Applied the changed %s", config_file)
+            except (OSError, ConfigError) as err:
+                log.error("Keeping the current models: %s", err)
+        if file_system_seconds > 0 and now >= next_fs:
+            next_fs = now + file_system_seconds
+            await manager.poll()
