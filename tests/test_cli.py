@@ -44,7 +44,7 @@ def test_bad_config_files(tmp_path, content, message):
     (["--image-size", "30"], "--image-size must be a multiple of 4"),
     (["--channels", "2"], "--channels must be 1 or 3"),
     (["--dataset", "folder"], "--dataset folder needs --data-dir"),
-    (["--ema-decay", "1.5"], "--ema-decay must be in [0, 1)"),
+    (["--ema-kimg", "-1"], "--ema-kimg must be >= 0"),
     (["--config", "/nonexistent.yaml"], "does not exist"),
 ])
 def test_invalid_values_exit_2_with_a_message(argv, message, capsys, tmp_path):

@@ -100,6 +100,7 @@ def test_no_intact_checkpoint_is_one_error_naming_the_fix(two_checkpoint_run, fr
         run.restore_checkpoint(fresh_gan)
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_resumes_from_the_previous_one_from_the_shell(two_checkpoint_run, tmp_path):
     run = _copy(two_checkpoint_run, tmp_path)
     newest = run.checkpoints_dir / run.checkpoint_entries()[0]["weights"]
