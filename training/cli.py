@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings (keys = long flag names); flags override it.")
     parser.add_argument("--tf-logs", action="store_true",
-                        help="Show TensorFlow's C++ and absl log lines (hidden by default; --verbose is Keras's progress output).")
+                        help="Show TensorFlow's C++ and absl log lines (hidden by default; "
+                             "--verbose is Keras's progress output).")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)

@@ -139,7 +139,8 @@ class RunDirectory:
             return []
         try:
             pointer = read_json(self.checkpoint_pointer)
-            entries = pointer.get("checkpoints") or [{k: pointer[k] for k in ("step", "weights", "sha256") if k in pointer}]
+            entries = pointer.get("checkpoints") or [  # the one-checkpoint pointer of older runs
+                {k: pointer[k] for k in ("step", "weights", "sha256") if k in pointer}]
             return [{**e, "step": int(e["step"]), "weights": str(e["weights"])} for e in entries]
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
             raise CheckpointDamaged(f"{self.checkpoint_pointer} cannot be read ({type(err).__name__}: {err})") from None
