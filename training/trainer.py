@@ -12,7 +12,6 @@ import datetime
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import keras
@@ -29,7 +28,7 @@ from training.losses import get_loss
 from training.models import discriminator_for, generator_for
 from training.precision import float32_generator, precision_policy, weights_digest
 from training.rundir import RunDirectory
-from training.strategy import any_worker, check_batch_size, is_chief, make_strategy
+from training.strategy import check_batch_size, is_chief, make_strategy, worker_agreement
 
 
 @dataclass
@@ -77,6 +76,7 @@ def train(config: TrainConfig) -> RunResult:
     run = RunDirectory(config.output_dir)
     resume = run.check_compatible(config, config.overwrite)
     chief = is_chief(strategy)
+    agree = worker_agreement(strategy) if is_multi_worker(strategy) else None  # stop decisions, all workers
     if chief:
         run.create(config, resume, data.describe(config.dataset))
 
@@ -90,12 +90,14 @@ def train(config: TrainConfig) -> RunResult:
                 run.truncate_history(start_step // steps_per_epoch)
             _announce(config, data, strategy, steps_per_epoch, start_step, run, policy)
             callbacks = make_callbacks(config, gan, run, backups, labelled, steps_per_epoch, chief,
-                                       agree=partial(any_worker, strategy) if is_multi_worker(strategy) else None)
+                                       agree=agree)
             step = fit_until_done(gan, data, config, steps_per_epoch, total_steps, start_step, callbacks)
         generator = float32_generator(config, data.num_classes, gan.sampler)
 
     if chief and not callbacks.preempted:
         save_final_models(run, generator, gan)
+    if agree:  # a last all-reduce, after the chief's saving: workers leave together (a worker left
+        agree([False])  # waiting at exit for a busy chief can hang in TF's coordination shutdown)
     return RunResult(run.root, step, total_steps, bool(callbacks.budget and callbacks.budget.triggered),
                      time.time() - started, run.read_history() if chief else [], callbacks.preempted,
                      weights_digest(generator))
