@@ -90,12 +90,14 @@ def gate_variants(fp32_path: Path, variant_paths: dict[str, Path], scorer: Score
 
 def run_scorer(run_dir: Path, image_shape: tuple[int, int, int], latent_dim: int, num_classes: int | None,
                num_samples: int, seed: int = 0) -> Scorer:
-    """FID against the run's own dataset (read from its config.json) with the project's evaluator."""
+    """FID with the project's evaluator (metrics.evaluator) against the run's own dataset, read from its
+    config.json. The gate compares two models on the same z against the same images, so the training
+    data serves as reference: the evaluator's memorisation warning does not apply to a difference."""
     import json
 
     from export import ExportError
+    from metrics.evaluator import Evaluator
     from training.data import DataError, load_data
-    from training.evaluate import Evaluator
 
     config_path = Path(run_dir) / "config.json"
     if not config_path.is_file():
@@ -107,11 +109,8 @@ def run_scorer(run_dir: Path, image_shape: tuple[int, int, int], latent_dim: int
                          conditional=bool(num_classes), keep_labels=True)
     except DataError as err:
         raise ExportError(f"--variants cannot load the run's dataset to measure FID: {err}") from None
-    evaluator = Evaluator(real, num_samples=num_samples, seed=seed)
-    if evaluator.num_samples < num_samples:
-        print(f"warning: the dataset holds only enough held-out images for {evaluator.num_samples} samples.",
-              file=sys.stderr)
-    return lambda sample: evaluator.evaluate(sample, latent_dim, bool(num_classes))
+    evaluator = Evaluator(real.images, real.labels, num_samples=num_samples, seed=seed)
+    return lambda sample: evaluator.evaluate(sample, latent_dim, num_classes)
 
 
 def build_and_gate(run_dir: Path, spec, fp32_path: Path, staging: Path, variants: tuple[str, ...],
