@@ -111,6 +111,23 @@ def load_rest(port: int, seconds: float, latent: int) -> list[float]:
     return latencies
 
 
+def export_default(tmp: Path) -> Path:
+    """The default architecture (untrained: speed does not depend on the weights), float32 ONNX only."""
+    import json
+
+    import keras
+
+    from export.exporter import export_generator
+    from training.models import build_generator
+
+    keras.utils.set_random_seed(0)
+    run_dir = tmp / "run"
+    run_dir.mkdir()
+    build_generator().save(run_dir / "generator.keras")
+    (run_dir / "config.json").write_text(json.dumps({"dataset": "mnist-sample", "data_dir": None}))
+    return Path(export_generator(run_dir, tmp / "exports").onnx_path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="Load duration per measurement.")
@@ -120,12 +137,10 @@ def main(argv=None):
     parser.add_argument("--intra-op-threads", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from benchmarks.inference import prepare
-
     extra = ["--max-batch-size", str(args.max_batch_size), "--batch-timeout-ms", str(args.batch_timeout_ms),
              "--intra-op-threads", str(args.intra_op_threads), "--num-batch-threads", "2"]
     with tempfile.TemporaryDirectory() as tmp:
-        _, _, onnx_path = prepare(None, Path(tmp))
+        onnx_path = export_default(Path(tmp))
         servers = {mode: start_server(onnx_path, mode == "on", extra) for mode in ("off", "on")}
         try:
             measured = {(c, m): ([], [], 0) for c in CONCURRENCY for m in servers}
