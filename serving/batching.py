@@ -48,6 +48,11 @@ class DynamicBatcher:
         if self.enabled and self._collector is None:
             self._collector = asyncio.get_running_loop().create_task(self._collect())
 
+    def flush(self) -> None:
+        """Shutting down: queued requests leave at once instead of waiting for company."""
+        self.max_queue_delay = 0.0
+        self._wakeup.set()
+
     async def stop(self) -> None:
         """Finish queued and running batches, then stop."""
         while self._queue or self._running:

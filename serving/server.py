@@ -190,6 +190,8 @@ async def serve(args) -> None:
     state["ready"] = False
     poller.cancel()
     log.warning("Shutting down: finishing in-flight requests (up to %.0fs)", args.grace_seconds)
+    for batcher in list(manager.batchers.values()):
+        batcher.flush()
     await asyncio.gather(*([grpc_server.stop(grace=args.grace_seconds)] if grpc_server else []),
                          *([_stop_rest(rest, rest_task)] if rest else []))
     await manager.stop()
