@@ -48,9 +48,21 @@ def slurm_step_env(rank: int, tasks: int = 2) -> dict:
             "SLURMD_NODENAME": "localhost"}
 
 
+def fake_scontrol(tmp_path: Path) -> Path:
+    """`scontrol show hostnames` for this one-node step, on PATH for the workers only. TensorFlow
+    2.21's resolver expands SLURM_STEP_NODELIST itself; older ones asked scontrol."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "scontrol"
+    script.write_text("#!/bin/sh\necho localhost\n")
+    script.chmod(0o755)
+    return bin_dir
+
+
 def start_slurm_workers(tmp_path: Path, args: list[str], tag: str):
     port = two_free_ports()
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "CUDA_VISIBLE_DEVICES")}
+    env["PATH"] = f"{fake_scontrol(tmp_path)}{os.pathsep}{env.get('PATH', '')}"
     workers = []
     for rank in range(2):
         temp = tmp_path / f"tmp-{tag}{rank}"
@@ -222,6 +234,20 @@ def test_every_manifest_validates_against_the_kubernetes_schemas():
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/ready", "port": "http"}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.30", strict=True)
+
+
+def test_the_sbatch_script_is_valid_bash_and_its_flags_parse():
+    import shlex
+
+    from training.cli import parse_config
+
+    script = DEPLOY / "slurm" / "train.sbatch"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    command = re.search(r"python -m training\.run \\\n(.*?)\n", script.read_text(), re.S).group(1)
+    flags = [a for a in shlex.split(command) if a != "$@"]
+    config = parse_config([*flags, "--output-dir", "/shared/runs/exp1"])
+    assert (config.strategy, config.cluster, config.preempted_exit_code) == ("multi-worker", "slurm", 143)
+    assert "scontrol requeue" in script.read_text() and "#SBATCH --ntasks-per-node=1" in script.read_text()
 
 
 def test_training_manifests_flags_parse_and_run_non_root_with_the_shared_run_volume():
