@@ -1,9 +1,10 @@
-"""Which models the server holds: names -> numbered versions -> loaded generators, plus labels.
+"""A version directory's model file, and a fixed set of loaded versions with labels.
 
 `--model FILE.onnx` serves one file as version 1. `--model-base-path DIR` serves every numbered
-subdirectory of DIR (`DIR/<version>/*.onnx`), as TF Serving does with a SavedModel base path.
-With `variant="int8"` (the server's `--variant`) every version serves its `model.int8.onnx` instead:
-run one server per variant, or name them apart with `--model-name generator-int8`.
+subdirectory of DIR (`DIR/<version>/*.onnx`), as TF Serving does with a SavedModel base path; which
+versions are loaded, and when, is `serving.model_manager`'s job. With `variant="int8"` (the
+server's `--variant`) every version serves its `model.int8.onnx` instead: run one server per
+variant, or name them apart with `--model-name generator-int8`.
 """
 
 from __future__ import annotations
@@ -46,22 +47,3 @@ def find_onnx(version_dir: Path) -> Path:
     if len(files) != 1:
         raise ValueError(f"{version_dir} must hold exactly one float32 .onnx file (variants aside), found {len(files)}")
     return files[0]
-
-
-def load_model(name: str, model: str | None = None, base_path: str | None = None,
-               labels: dict[str, int] | None = None, **generator_options) -> ServedModel:
-    if bool(model) == bool(base_path):
-        raise ValueError("give exactly one of --model FILE.onnx or --model-base-path DIR")
-    if model:
-        versions = {1: OnnxGenerator(model, **generator_options)}
-    else:
-        base = Path(base_path)
-        numbered = sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.is_dir() else []
-        if not numbered:
-            raise ValueError(f"--model-base-path {base} has no numbered version directories (e.g. {base}/1/model.onnx)")
-        versions = {v: OnnxGenerator(find_onnx(base / str(v)), **generator_options) for v in numbered}
-    labels = labels or {}
-    for label, version in labels.items():
-        if version not in versions:
-            raise ValueError(f"label '{label}' points at version {version}, which is not loaded ({sorted(versions)})")
-    return ServedModel(name, versions, labels)
