@@ -64,7 +64,7 @@ def run_variant(name: str, overrides: dict, steps: int, score) -> dict:
 
     import training  # noqa: F401  (registers the custom layers for load_model)
     from training.config import TrainConfig
-    from training.evaluate import keras_sampler
+    from export.artifacts import keras_sampler
     from training.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,13 @@
-"""FID, KID and class coverage on known cases, the evaluator on real data and noise, and its CLI."""
+"""FID, KID and class coverage on known cases, the evaluation CLI on exported artifacts, and --eval-every."""
 
 import json
 
 import numpy as np
 import pytest
 
-from training.fid import class_coverage, fid, frechet_distance, kid, mmd2_unbiased, polynomial_kernel
+from metrics.coverage import class_coverage
+from metrics.frechet import fid, frechet_distance
+from metrics.kernel import kid, mmd2_unbiased, polynomial_kernel
 
 
 def test_fid_of_a_set_against_itself_is_zero_and_of_a_shift_is_its_squared_norm():
@@ -52,65 +54,38 @@ def test_class_coverage_sees_mode_collapse():
     assert collapsed["histogram"][3] == 50 and collapsed["mean_confidence"] == pytest.approx(0.1)
 
 
-@pytest.fixture(scope="module")
-def evaluator():
-    from training.data import load_data
-    from training.evaluate import Evaluator
-
-    return Evaluator(load_data("mnist-sample", keep_labels=True), num_samples=500)
-
-
-def test_the_domain_classifier_is_accurate_on_held_out_digits(evaluator):
-    assert evaluator.classifier.task == "classes" and evaluator.classifier.accuracy > 0.9
-
-
-def test_real_digits_score_near_the_floor_and_noise_scores_far_from_it(evaluator):
-    from training.classifier import to_unit_range
-
-    real = to_unit_range(evaluator.real.images)
-    rng = np.random.default_rng(0)
-
-    def real_sampler(z, labels):  # held-out style: real digits picked at random
-        return real[rng.integers(0, len(real), len(z))]
-
-    def noise_sampler(z, labels):
-        return np.clip(rng.standard_normal((len(z), 28, 28, 1)), -1, 1).astype(np.float32)
-
-    good = evaluator.evaluate(real_sampler, 8, conditional=False)
-    bad = evaluator.evaluate(noise_sampler, 8, conditional=False)
-    assert good["fid"] < 3 * evaluator.floor["fid"] + 1.0
-    assert bad["fid"] > 50 * good["fid"] and bad["kid"] > 50 * max(good["kid"], 1e-3)
-    assert good["class_coverage"]["classes_covered"] == 10 and good["class_coverage"]["kl_from_real"] < 0.1
-    assert bad["class_coverage"]["kl_from_real"] > good["class_coverage"]["kl_from_real"]
-
-
 def test_evaluate_cli_on_an_onnx_model_and_a_run_directory(tiny_export, tiny_run, tmp_path, capsys):
-    from training.evaluate import main
+    from export.evaluate import main
 
     out = tmp_path / "report.json"
     assert main(["--model", str(tiny_export / "onnx" / "generator.onnx"), "--num-samples", "200",
                  "--output", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert {"fid", "kid", "kid_std", "fid_real_vs_real", "class_coverage", "classifier"} <= set(report)
+    assert {"fid", "kid", "kid_std", "fid_real_vs_real", "class_coverage", "classifier", "readable_rate"} <= set(report)
+    assert any("only 200 samples" in w for w in report["warnings"])
     assert report["fid"] > report["fid_real_vs_real"]  # a 3-step generator is far from real digits
     assert "FID" in capsys.readouterr().out
     assert main(["--run-dir", str(tiny_run), "--num-samples", "200"]) == 0
     assert json.loads((tiny_run / "evaluation.json").read_text())["num_samples"] == 200
     assert main(["--model", str(tmp_path / "missing.onnx")]) == 2
+    assert "missing.onnx does not exist" in capsys.readouterr().err
 
 
 def test_inception_fid_from_a_local_weights_file(tmp_path):
     import keras
 
-    from training.data import load_data
-    from training.evaluate import Evaluator
+    from common.realdata import read_mnist_sample
+    from metrics.evaluator import Evaluator
+    from metrics.inception import InceptionFeatures
 
     weights = tmp_path / "inception_notop.weights.h5"
     keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
                                    input_shape=(299, 299, 3)).save_weights(weights)
-    real = load_data("mnist-sample", keep_labels=True)
-    evaluator = Evaluator(real, num_samples=12, inception_weights=str(weights))
-    noise = evaluator.evaluate(lambda z, labels: np.zeros((len(z), 28, 28, 1), np.float32), 8, False)
+    images, labels = read_mnist_sample()
+    pick = np.random.default_rng(0).permutation(len(images))[:24]
+    evaluator = Evaluator(images[pick], labels[pick], num_samples=12,
+                          extra_features={"inception_fid": InceptionFeatures(weights)})
+    noise = evaluator.evaluate(lambda z, labels: np.zeros((len(z), 28, 28, 1), np.float32), 8)
     assert np.isfinite(noise["inception_fid"]) and noise["inception_fid"] >= 0
     assert np.isfinite(noise["inception_fid_real_vs_real"])
 
@@ -122,7 +97,7 @@ def test_eval_every_logs_fid_and_keeps_the_best_generator(tmp_path):
     run = tmp_path / "run"
     result = train(TrainConfig(width=4, latent_dim=8, batch_size=16, epochs=2, steps_per_epoch=3, verbose=0,
                                eval_every=1, eval_samples=200, output_dir=str(run)))
-    assert all("fid" in row and "kid" in row for row in result.history)
+    assert all("fid" in row and "kid" in row and "readable_rate" in row for row in result.history)
     best = json.loads((run / "best.json").read_text())
     assert best["fid"] == min(row["fid"] for row in result.history)
     import keras

@@ -72,12 +72,16 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 class Evaluation(keras.callbacks.Callback):
-    """Every `every` epochs: FID/KID of the sampled generator into the logs (so history.json and
-    TensorBoard get them), and `save_best(fid)` when the FID is the best so far."""
+    """Every `every` epochs: FID/KID and readable rate of the sampled generator into the logs (so
+    history.json and TensorBoard get them), and `save_best(result)` when the FID is the best so far.
 
-    def __init__(self, evaluator, every: int, conditional: bool, latent_dim: int, run: RunDirectory, save_best):
+    `evaluator` is a `metrics.evaluator.Evaluator`, built by the trainer outside `strategy.scope()`
+    and the mixed-precision policy (a float32 classifier that only the chief holds).
+    """
+
+    def __init__(self, evaluator, every: int, num_classes: int | None, latent_dim: int, run: RunDirectory, save_best):
         super().__init__()
-        self.evaluator, self.every, self.conditional, self.latent_dim = evaluator, every, conditional, latent_dim
+        self.evaluator, self.every, self.num_classes, self.latent_dim = evaluator, every, num_classes, latent_dim
         self.run, self.save_best = run, save_best
         best = self.run.read_best()
         self.best_fid = best["fid"] if best else float("inf")
@@ -85,11 +89,14 @@ class Evaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        from training.evaluate import keras_sampler
+        sampler = self.model.sampler
 
-        result = self.evaluator.evaluate(keras_sampler(self.model.sampler), self.latent_dim, self.conditional)
+        def sample(z, labels):
+            return keras.ops.convert_to_numpy(sampler([z, labels] if labels is not None else z, training=False))
+
+        result = self.evaluator.evaluate(sample, self.latent_dim, self.num_classes)
         if logs is not None:
-            logs.update(fid=result["fid"], kid=result["kid"])
+            logs.update({k: result[k] for k in ("fid", "kid", "readable_rate") if k in result})
         if result["fid"] < self.best_fid:
             self.best_fid = result["fid"]
             self.save_best({"epoch": epoch + 1, "global_step": self.model.step, **result})

@@ -80,6 +80,8 @@ def train(config: TrainConfig) -> RunResult:
     if chief:
         run.create(config, resume, data.describe(config.dataset))
 
+    # Outside strategy.scope() and the dtype policy: a float32 classifier only the chief holds.
+    evaluator = build_evaluator(config, labelled) if chief and config.eval_every else None
     with checkpoint_directory(run, chief) as backups:
         with precision_policy(config.mixed_precision) as policy, strategy.scope():
             gan = build_gan(config, data.num_classes)
@@ -89,7 +91,7 @@ def train(config: TrainConfig) -> RunResult:
             if chief:
                 run.truncate_history(start_step // steps_per_epoch)
             _announce(config, data, strategy, steps_per_epoch, start_step, run, policy)
-            callbacks = make_callbacks(config, gan, run, backups, labelled, steps_per_epoch, chief,
+            callbacks = make_callbacks(config, gan, run, backups, evaluator, steps_per_epoch, chief,
                                        agree=agree)
             step = fit_until_done(gan, data, config, steps_per_epoch, total_steps, start_step, callbacks)
         generator = float32_generator(config, data.num_classes, gan.sampler)
@@ -197,7 +199,7 @@ def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
     return gan
 
 
-def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: RunDirectory, labelled: ImageData,
+def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: RunDirectory, evaluator,
                    steps_per_epoch: int, chief: bool, agree=None) -> TrainingCallbacks:
     """The callbacks, in the order Keras runs them at each step and epoch end:
 
@@ -217,8 +219,8 @@ def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: Ru
     if chief:
         inputs, rows = sample_inputs(config.latent_dim, config.num_samples, gan.num_classes, config.seed)
         tensorboard, writer = tensorboard_callbacks(run.tensorboard_dir)
-        if config.eval_every:
-            ordered.append(_evaluation(config, labelled, gan, run))
+        if evaluator is not None:
+            ordered.append(_evaluation(config, evaluator, gan, run))
         ordered += [SampleGrid(run, inputs, rows, writer), tensorboard, HistoryWriter(run, steps_per_epoch)]
     ordered += [checkpoint] + [c for c in (None if agree else budget, preemption) if c]
     return TrainingCallbacks(ordered, checkpoint, budget, preemption)
@@ -256,17 +258,23 @@ def save_final_models(run: RunDirectory, generator: keras.Model, gan: GAN) -> No
           f"samples: {run.samples_dir.name}/, TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
 
 
-def _evaluation(config: TrainConfig, real: ImageData, gan: GAN, run: RunDirectory):
-    """FID/KID during training against the run's own data (with its labels, when it has any)."""
-    from training.evaluate import Evaluator
+def build_evaluator(config: TrainConfig, real: ImageData):
+    """`--eval-every`'s scorer: the run's own data (with its labels, when it has any) is all it has, so
+    the FID is against the training images (the evaluator says so in its warnings)."""
+    from metrics.evaluator import Evaluator
 
-    evaluator = Evaluator(real, config.eval_samples, config.seed)
+    evaluator = Evaluator(real.images, real.labels, num_samples=config.eval_samples, seed=config.seed)
     print(f"evaluation: FID/KID every {config.eval_every} epoch(s) on {evaluator.num_samples} samples; "
           f"real-vs-real FID {evaluator.floor['fid']:.3f}; classifier {evaluator.classifier.describe()}", flush=True)
+    for warning in evaluator.warnings(evaluator.num_samples):
+        print(f"evaluation warning: {warning}", flush=True)
+    return evaluator
 
+
+def _evaluation(config: TrainConfig, evaluator, gan: GAN, run: RunDirectory):
     def save_best(result):
         run.save_best(float32_generator(config, gan.num_classes, gan.sampler), result)
-    return Evaluation(evaluator, config.eval_every, gan.conditional, config.latent_dim, run, save_best)
+    return Evaluation(evaluator, config.eval_every, gan.num_classes, config.latent_dim, run, save_best)
 
 
 def _announce(config, data, strategy, steps_per_epoch, start_step, run, policy):

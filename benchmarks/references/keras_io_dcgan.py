@@ -95,20 +95,21 @@ def dataset(images_unit: np.ndarray, batch_size: int, seed: int = 0):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    def __init__(self, minutes):
+    def __init__(self, minutes, max_steps=None):
         super().__init__()
-        self.deadline, self.steps = time.monotonic() + 60 * minutes, 0
+        self.deadline, self.steps, self.max_steps = time.monotonic() + 60 * minutes, 0, max_steps
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
-        if time.monotonic() >= self.deadline:
+        if time.monotonic() >= self.deadline or (self.max_steps and self.steps >= self.max_steps):
             self.model.stop_training = True
 
 
-def train(images_pm1: np.ndarray, minutes: float, seed: int = 0, batch_size: int = BATCH_SIZE):
-    """Train for a wall-clock budget on images in [-1, 1]; return (sampler in [-1, 1], steps)."""
+def train(images_pm1: np.ndarray, minutes: float, seed: int = 0, batch_size: int = BATCH_SIZE,
+          max_steps: int | None = None):
+    """Train for a wall-clock budget (or `max_steps`) on images in [-1, 1]; return (sampler in [-1, 1], steps)."""
     gan = make(seed, batch_size)
-    limit = TimeLimit(minutes)
+    limit = TimeLimit(minutes, max_steps)
     gan.fit(dataset((images_pm1 + 1) / 2, batch_size, seed), epochs=10**6, steps_per_epoch=50,
             callbacks=[limit], verbose=0)
 

@@ -72,10 +72,11 @@ class SeedGAN:
     def _fake(self, z):
         return self.generator(z, training=False)
 
-    def train(self, images: np.ndarray, minutes: float) -> int:
-        """Train for a wall-clock budget on images in [-1, 1]; return the steps taken."""
+    def train(self, images: np.ndarray, minutes: float, max_steps: int | None = None) -> int:
+        """Train for a wall-clock budget (or `max_steps`, whichever ends first) on images in [-1, 1];
+        return the steps taken."""
         deadline, steps = time.monotonic() + 60 * minutes, 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and (max_steps is None or steps < max_steps):
             real = images[self.rng.integers(0, len(images), BATCH_SIZE)]
             z = self.rng.standard_normal((BATCH_SIZE, LATENT_DIM)).astype(np.float32)
             self._d_update(real, 1.0)

@@ -1,0 +1,96 @@
+"""--eval-every inside training (issue 10, items 16 and 17): the evaluator leaves the run's random
+numbers alone, and it is built outside strategy.scope(), so two workers finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, TINY, run_python
+
+pytestmark = pytest.mark.slow
+
+
+def write_idx(directory, images, labels):
+    """A small labelled MNIST-format dataset: the classifier for it trains in seconds."""
+    directory.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape[:3]
+    (directory / "small-images-idx3-ubyte").write_bytes(
+        bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (n, h, w)) + images.tobytes())
+    (directory / "small-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.tobytes())
+    return directory
+
+
+@pytest.fixture(scope="module")
+def small_idx(tmp_path_factory):
+    from common.realdata import read_mnist_sample
+
+    images, labels = read_mnist_sample()
+    pick = np.random.default_rng(0).permutation(len(images))[:320]
+    return write_idx(tmp_path_factory.mktemp("small") / "idx", images[pick, ..., 0], labels[pick].astype(np.uint8))
+
+
+def digest_of(stdout: str) -> str:
+    return re.search(r"generator weights sha256 ([0-9a-f]+)", stdout).group(1)
+
+
+def test_eval_every_keeps_exact_resume_with_a_nonzero_seed(small_idx, tmp_path):
+    """Seed 3: the uninterrupted run trains the classifier (an empty cache), the interrupted and the
+    resumed ones find it cached; all three must see the same random numbers."""
+    common = [*TINY, "--dataset", "idx", "--data-dir", str(small_idx), "--seed", "3", "--eval-every", "1",
+              "--eval-samples", "64", "--steps-per-epoch", "4", "--checkpoint-every", "100", "--deterministic"]
+    env = {"GAN_SERVE_CACHE": str(tmp_path / "cache")}  # empty: the first run trains the classifier
+    straight = run_python("-m", "training.run", *common, "--epochs", "2", "--output-dir", str(tmp_path / "a"), env=env)
+    first = run_python("-m", "training.run", *common, "--epochs", "1", "--output-dir", str(tmp_path / "b"), env=env)
+    second = run_python("-m", "training.run", *common, "--epochs", "2", "--output-dir", str(tmp_path / "b"), env=env)
+    for result in (straight, first, second):
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "training the domain classifier" in straight.stdout
+    assert "training the domain classifier" not in first.stdout + second.stdout
+    assert digest_of(straight.stdout) == digest_of(second.stdout)
+    history = [json.loads((tmp_path / d / "history.json").read_text()) for d in "ab"]
+    assert [row["fid"] for row in history[0]] == [row["fid"] for row in history[1]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_with_eval_every_finish(small_idx, tmp_path):
+    run_dir = tmp_path / "run"
+    ports = [free_port(), free_port()]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+           "GAN_SERVE_CACHE": str(tmp_path / "cache")}  # the chief trains the classifier while the other waits
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        log = open(tmp_path / f"worker{index}.log", "w")
+        args = ["--strategy", "multi-worker", "--dataset", "idx", "--data-dir", str(small_idx), *TINY, "--epochs", "2",
+                "--steps-per-epoch", "4", "--eval-every", "1", "--eval-samples", "64", "--output-dir", str(run_dir)]
+        procs.append((subprocess.Popen([sys.executable, "-m", "training.run", *args], cwd=REPO,
+                                       env={**env, "TF_CONFIG": json.dumps(tf_config)},
+                                       stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    outputs = []
+    for index, (proc, log) in enumerate(procs):
+        try:
+            proc.wait(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+        outputs.append((tmp_path / f"worker{index}.log").read_text())
+        assert proc.returncode == 0, outputs[-1][-3000:]
+    assert digest_of(outputs[0]) == digest_of(outputs[1])
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["global_step"] for row in history] == [4, 8] and all("fid" in row for row in history)
+    assert (run_dir / "generator_best.keras").is_file()
+    assert "evaluation:" in outputs[0] and "evaluation:" not in outputs[1]
