@@ -290,17 +290,24 @@ class _Quiet:
 def guarded_h11_protocol(read_timeout: float, max_connections: int, on_close=lambda reason: None):
     """uvicorn's h11 protocol plus what it lacks against slow or idle clients: each request's headers
     must arrive within `read_timeout` of its first byte (or of the connection opening), and at most
-    `max_connections` connections are open at once (newer ones are closed at once)."""
+    `max_connections` connections are open at once. At the cap, the oldest connection that is not in
+    the middle of a request is closed to make room (so stalled clients cannot lock good ones out);
+    if every connection is busy, the new one is closed."""
 
     class GuardedH11Protocol(H11Protocol):
         _header_timer = None
 
         def connection_made(self, transport):
             super().connection_made(transport)
+            self._opened = self.loop.time()
             if len(self.connections) > max_connections:
+                idle = [c for c in self.connections if c is not self and getattr(c, "_opened", None) is not None
+                        and c._between_requests() and not c.transport.is_closing()]
+                victim = min(idle, key=lambda c: c._opened) if idle else self
                 on_close("over_capacity")
-                transport.close()
-                return
+                victim.transport.close()
+                if victim is self:
+                    return
             self._arm()
 
         def data_received(self, data: bytes) -> None:
