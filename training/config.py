@@ -61,7 +61,7 @@ class TrainConfig:
     spectral_norm: bool = _opt(False, "Spectral normalization in the discriminator (always on for resnet).")
     # Optimisation
     batch_size: int = _opt(64, "Global batch size, split evenly across replicas.")
-    epochs: int = _opt(30, "Number of epochs.")
+    epochs: int = _opt(48, "Number of epochs (default: about 5 minutes on a 2-core CPU for mnist-sample).")
     steps_per_epoch: int | None = _opt(None, "Steps per epoch. Default: dataset size // batch size.")
     loss: str = _opt("bce", "GAN loss.", choices=LOSSES)
     label_smoothing: float = _opt(0.0, "One-sided label smoothing for real labels (bce only).")
