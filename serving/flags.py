@@ -147,6 +147,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.max_batch_size = settings.max_batch_size
         args.batch_timeout_ms = settings.batch_timeout_micros / 1000.0
         args.num_batch_threads = settings.num_batch_threads
+        args.max_enqueued_batches = settings.max_enqueued_batches
     args.prometheus_path = read_monitoring_config(args.monitoring_config_file)
     if args.grpc_port and args.grpc_port == args.rest_port:
         raise ConfigError(f"--rest_api_port cannot be the same as --port ({args.grpc_port}); use a different port")

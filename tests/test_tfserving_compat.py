@@ -77,7 +77,8 @@ def test_batching_and_monitoring_files_are_read_with_their_messages(tmp_path):
     assert server_config.read_monitoring_config(tfs_config.HERE / "monitoring.config") == "/monitoring/prometheus/metrics"
     args = parse(["--model-base-path", str(tmp_path), "--enable_batching",
                   f"--batching_parameters_file={tfs_config.HERE / 'batching_parameters_cpu.txt'}"])
-    assert (args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads) == (32, 2.0, 4)
+    assert (args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads, args.max_enqueued_batches) == \
+        (32, 2.0, 4, 100)
     off = tmp_path / "monitoring.config"
     off.write_text("prometheus_config { enable: false }\n")
     assert server_config.read_monitoring_config(off) is None
