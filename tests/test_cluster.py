@@ -106,7 +106,7 @@ def test_slurm_step_workers_agree_on_sigterm_to_one_and_resume_to_identical_weig
     to the non-chief worker alone stops both at one step, with one checkpoint, exiting with the code
     asked for; a rerun resumes there and both workers end with the same weights."""
     run_dir = tmp_path / "run"
-    common = ["--dataset", "idx", "--data-dir", str(mnist_test_dir), *TINY, "--steps-per-epoch", "20",
+    common = ["--dataset", "idx", "--data-dir", str(mnist_test_dir), *TINY, "--steps-per-epoch", "10",
               "--checkpoint-every", "100000", "--output-dir", str(run_dir)]
     workers = start_slurm_workers(tmp_path, [*common, "--epochs", "500", "--preempted-exit-code", "143"], "first")
     deadline = time.monotonic() + 300  # generous: two TensorFlow start-ups on a busy 2-core machine
@@ -117,18 +117,18 @@ def test_slurm_step_workers_agree_on_sigterm_to_one_and_resume_to_identical_weig
         time.sleep(0.05)
     workers[1][0].send_signal(signal.SIGTERM)
     outputs = finish(workers, expected_code=143)  # what deploy/ tells the scheduler: restart us
-    steps = [int(re.search(r"preempted: checkpoint written at step (\d+)/10000", out).group(1)) for out in outputs]
-    assert steps[0] == steps[1] == checkpoint_step(run_dir) >= 20
+    steps = [int(re.search(r"preempted: checkpoint written at step (\d+)/5000", out).group(1)) for out in outputs]
+    assert steps[0] == steps[1] == checkpoint_step(run_dir) >= 10
     assert "2 replica(s)" in outputs[0]
     assert not (run_dir / "generator.keras").exists()
 
-    epochs = steps[0] // 20 + 2
+    epochs = steps[0] // 10 + 1  # the rest of the interrupted epoch
     outputs = finish(start_slurm_workers(tmp_path, [*common, "--epochs", str(epochs)], "again"))
     for out in outputs:
-        assert f"resuming at step {steps[0]}" in out and f"done: {epochs * 20}/{epochs * 20} steps" in out
+        assert f"resuming at step {steps[0]}" in out and f"done: {epochs * 10}/{epochs * 10} steps" in out
     digests = [re.search(r"generator weights sha256 ([0-9a-f]+)", out).group(1) for out in outputs]
     assert digests[0] == digests[1]
-    assert checkpoint_step(run_dir) == epochs * 20 and (run_dir / "generator.keras").is_file()
+    assert checkpoint_step(run_dir) == epochs * 10 and (run_dir / "generator.keras").is_file()
     assert "Run directory" in outputs[0] and "Run directory" not in outputs[1]
 
 
