@@ -63,11 +63,8 @@ def evaluator(num_samples: int):
 
 
 def run_variant(name: str, overrides: dict, steps: int, score) -> dict:
-    import keras
-
-    import training  # noqa: F401  (registers the custom layers for load_model)
+    from export.artifacts import load_sampler
     from training.config import TrainConfig
-    from export.artifacts import keras_sampler
     from training.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,8 +73,7 @@ def run_variant(name: str, overrides: dict, steps: int, score) -> dict:
         started = time.time()
         result = train(config)
         seconds = time.time() - started
-        generator = keras.models.load_model(f"{tmp}/run/generator.keras", compile=False)
-        scores = score(keras_sampler(generator), config.latent_dim)
+        scores = score(load_sampler(f"{tmp}/run/generator.keras").sample, config.latent_dim)
     images = steps * config.batch_size
     return {"variant": name, "overrides": overrides, "steps": result.global_step, "images": images,
             "train_seconds": seconds, "img_per_s": images / seconds, "fid": scores["fid"],
