@@ -90,8 +90,9 @@ def from_tensor_proto(proto, max_values: int | None = None) -> np.ndarray:
         raise ValueError(f"tensor shape {list(shape)} has {count} values, over this server's limit of {max_values}")
     if proto.tensor_content:
         if len(proto.tensor_content) != count * dtype.itemsize:
-            raise ValueError(f"tensor_content holds {len(proto.tensor_content)} bytes but shape {list(shape)} of "
-                             f"{dtype_name(proto.dtype)} needs {count * dtype.itemsize}")
+            raise ValueError(f"tensor holds {len(proto.tensor_content) // dtype.itemsize} values but its shape "
+                             f"{list(shape)} needs {count} ({len(proto.tensor_content)} bytes of tensor_content, "
+                             f"{dtype_name(proto.dtype)})")
         values = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype)
     else:
         field = _VALUE_FIELD[proto.dtype]
