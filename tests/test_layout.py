@@ -1,0 +1,65 @@
+"""The layering rule of README "How the code is laid out": no package imports from a layer above it.
+
+common < metrics < training ; common < serving ; export on top. Checked statically over every import
+statement (module level and inside functions), so a lazy import cannot hide an upward dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# What each package may import from the project (besides itself).
+ALLOWED = {
+    "common": set(),
+    "metrics": {"common"},
+    "serving": {"common"},
+    "training": {"common", "metrics"},
+    "export": {"common", "metrics", "serving", "training"},
+}
+
+
+def _project_imports(path: Path) -> set[tuple[str, int]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top in ALLOWED:
+                found.add((top, node.lineno))
+    return found
+
+
+def test_no_package_imports_from_a_layer_above_it():
+    violations = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((REPO / package).rglob("*.py")):
+            for top, line in _project_imports(path):
+                if top != package and top not in allowed:
+                    violations.append(f"{path.relative_to(REPO)}:{line} imports {top}")
+    assert not violations, "upward imports:\n" + "\n".join(violations)
+
+
+def test_the_rule_itself_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from training.models import build_generator\n")
+    assert ("training", 2) in _project_imports(bad)
+
+
+@pytest.mark.parametrize("module", ["common.atomic", "common.grid"])
+def test_the_bottom_layer_imports_no_tensorflow(module):
+    code = f"import sys, {module}; sys.exit(int(any(m in sys.modules for m in ('tensorflow', 'keras'))))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{module} pulled in TensorFlow or Keras\n{result.stderr}"
