@@ -82,12 +82,50 @@ def run_variant(name: str, overrides: dict, steps: int, score) -> dict:
             "warnings": scores.get("warnings", [])}
 
 
+def speed(names: list[str], steps: int = 30, rounds: int = 3) -> None:
+    """Train-step throughput of each variant, side by side: the same compiled step, interleaved
+    rounds, images per wall second and per CPU second (the latter less hurt by other processes)."""
+    import dataclasses
+
+    import keras
+
+    from benchmarks.common import interleaved, median
+    from training.config import TrainConfig
+    from training.data import load_data, make_pipeline
+    from training.trainer import build_gan
+
+    data = load_data("mnist-sample")
+    steppers = {}
+    for name in names:
+        config = dataclasses.replace(TrainConfig(image_size=28, channels=1), **VARIANTS[name])
+        config = dataclasses.replace(config, d_steps=config.resolved_d_steps)
+        keras.utils.set_random_seed(0)
+        gan = build_gan(config, None)
+        batches = iter(make_pipeline(data, config.batch_size, config.latent_dim, config.d_steps, 0, 0))
+        gan.make_train_function()
+        for _ in range(3):
+            gan.train_function(batches)  # trace and warm up
+
+        def run(gan=gan, batches=batches, batch=config.batch_size):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                gan.train_function(batches)
+            return steps * batch / (time.perf_counter() - wall), steps * batch / (time.process_time() - cpu)
+        steppers[name] = run
+    results = interleaved(steppers, rounds)
+    first = median([r[1] for r in results[names[0]]])
+    rows = [[name, median([r[0] for r in values]), median([r[1] for r in values]),
+             median([r[1] for r in values]) / first] for name, values in results.items()]
+    print(table(rows, ["variant", "img/s (wall)", "img per CPU-second", f"vs {names[0]}"]))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="Train steps per variant (fixed budget).")
     parser.add_argument("--only", help="Comma list of variant names (prefixes) to run; default all.")
     parser.add_argument("--num-samples", type=int, default=10_000)
     parser.add_argument("--list", action="store_true", help="List the variants and exit.")
+    parser.add_argument("--speed", action="store_true", help="Measure train-step throughput side by side instead.")
     args = parser.parse_args(argv)
     names = list(VARIANTS)
     if args.only:
@@ -96,6 +134,8 @@ def main(argv=None):
     if args.list:
         print("\n".join(f"{n}: {VARIANTS[n]}" for n in names))
         return
+    if args.speed:
+        return speed(names)
 
     ev = evaluator(args.num_samples)
     path = RESULTS_DIR / "sweep.json"
