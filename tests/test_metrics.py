@@ -97,18 +97,18 @@ def test_fid_rises_monotonically_as_classes_are_dropped(mnist_evaluator, sample_
 def test_scores_come_with_warnings_when_they_should_not_be_trusted(mnist_evaluator, sample_data):
     from metrics.evaluator import Evaluator
 
-    images, labels = sample_data
+    images, labels = sample_data  # the classifier's data stays as shipped, so its cached copy is reused
     order = np.random.default_rng(1).permutation(len(images))  # the sample is sorted by class
-    images, labels = images[order], labels[order]
-    few = mnist_evaluator.score(to_unit_range(images[:300]))
+    few = mnist_evaluator.score(to_unit_range(images[order[:300]]))
     assert any("only 300 samples" in w for w in few["warnings"])
     assert any("training data" in w for w in few["warnings"])  # no held-out reference was given
-    enough = Evaluator(images, labels, reference_images=images[:2500], reference_labels=labels[:2500],
-                       num_samples=2000).score(to_unit_range(images[2500:4500]))
+    reference, scored = order[:2500], order[2500:4500]
+    enough = Evaluator(images, labels, reference_images=images[reference], reference_labels=labels[reference],
+                       num_samples=2000).score(to_unit_range(images[scored]))
     assert enough["warnings"] == [] and enough["reference"] == "held-out"
     # Labels that mean nothing: the classifier cannot learn them, and the scores say so.
-    shuffled = np.random.default_rng(0).permutation(labels[:400])
-    weak = Evaluator(images[:400], shuffled, num_samples=100).score(to_unit_range(images[:100]))
+    few_images, shuffled = images[order[:400]], np.random.default_rng(0).permutation(labels[order[:400]])
+    weak = Evaluator(few_images, shuffled, num_samples=100).score(to_unit_range(few_images[:100]))
     assert weak["classifier"]["held_out_accuracy"] < 0.5
     assert any("accurate on held-out data" in w for w in weak["warnings"])
 
