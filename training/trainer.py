@@ -80,8 +80,8 @@ def train(config: TrainConfig) -> RunResult:
     if chief:
         run.create(config, resume, data.describe(config.dataset))
 
-    # Outside strategy.scope() and the dtype policy: a float32 classifier only the chief holds.
-    evaluator = build_evaluator(config, labelled) if chief and config.eval_every else None
+    # Outside strategy.scope() and the dtype policy: float32 models only the chief holds (no collectives).
+    evaluator = build_evaluator(config, labelled, data.num_classes) if chief and config.eval_every else None
     with checkpoint_directory(run, chief) as backups:
         with precision_policy(config.mixed_precision) as policy, strategy.scope():
             gan = build_gan(config, data.num_classes)
@@ -258,22 +258,30 @@ def save_final_models(run: RunDirectory, generator: keras.Model, gan: GAN) -> No
           f"samples: {run.samples_dir.name}/, TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
 
 
-def build_evaluator(config: TrainConfig, real: ImageData):
-    """`--eval-every`'s scorer: the run's own data (with its labels, when it has any) is all it has, so
-    the FID is against the training images (the evaluator says so in its warnings)."""
+def build_evaluator(config: TrainConfig, real: ImageData, num_classes: int | None):
+    """`--eval-every`'s scorer and the float32 generator that keeps the best weights. The run's own
+    data (with its labels, when it has any) is all it has, so the FID is against the training images
+    (the evaluator says so in its warnings). Both are built here, outside strategy.scope(): a model
+    built by the chief alone inside it would start a collective the other workers never join."""
     from metrics.evaluator import Evaluator
+    from training.precision import global_dtype_policy
 
     evaluator = Evaluator(real.images, real.labels, num_samples=config.eval_samples, seed=config.seed)
     print(f"evaluation: FID/KID every {config.eval_every} epoch(s) on {evaluator.num_samples} samples; "
           f"real-vs-real FID {evaluator.floor['fid']:.3f}; classifier {evaluator.classifier.describe()}", flush=True)
     for warning in evaluator.warnings(evaluator.num_samples):
         print(f"evaluation warning: {warning}", flush=True)
-    return evaluator
+    with global_dtype_policy("float32"):
+        best = generator_for(config, num_classes)
+    return evaluator, best
 
 
-def _evaluation(config: TrainConfig, evaluator, gan: GAN, run: RunDirectory):
+def _evaluation(config: TrainConfig, evaluation, gan: GAN, run: RunDirectory):
+    evaluator, best = evaluation
+
     def save_best(result):
-        run.save_best(float32_generator(config, gan.num_classes, gan.sampler), result)
+        best.set_weights(gan.sampler.get_weights())
+        run.save_best(best, result)
     return Evaluation(evaluator, config.eval_every, gan.num_classes, config.latent_dim, run, save_best)
 
 
