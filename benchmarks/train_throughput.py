@@ -60,7 +60,7 @@ def keras_io_variants(data, batch_size: int, steps: int) -> dict:
     return {
         "keras-io recipe (as shipped; jit auto = off on CPU)": timed(recipe, recipe_data),
         "ours, default flags": timed(*ours(jit_compile=False)),
-        "ours, default flags without EMA (--ema-decay 0)": timed(*ours(ema_decay=0.0, jit_compile=False)),
+        "ours, default flags without EMA (--ema-kimg 0)": timed(*ours(ema_decay=0.0, jit_compile=False)),
         "ours, jit_compile": timed(*ours(jit_compile=True)),
         "ours, steps_per_execution=8": timed(*ours(jit_compile=False, steps_per_execution=8), spe=8),
         "ours, jit + steps_per_execution=8": timed(*ours(jit_compile=True, steps_per_execution=8), spe=8),
