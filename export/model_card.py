@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.metadata
 import platform
 from pathlib import Path
 
+from common.atomic import sha256_of
 from export.signature import OUTPUT_NAME, SIGNATURE_NAME, GeneratorSpec
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -57,7 +50,7 @@ def build_model_card(*, model_name: str, version: int, spec: GeneratorSpec, trai
         "package_versions": package_versions(),
         "savedmodel_op_set": op_set,
         "onnx_opset": onnx_opset,
-        "sha256": {name: sha256(path) for name, path in artifacts.items()},
+        "sha256": {name: sha256_of(path) for name, path in artifacts.items()},
         "parity": {"passed": parity["passed"], "tolerance": parity["tolerance"]},
         "variants": variants or {},
     }

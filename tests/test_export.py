@@ -8,7 +8,7 @@ import onnx
 import pytest
 import tensorflow as tf
 
-from export.model_card import sha256
+from common.atomic import sha256_of as sha256
 from export.parity import TFServingSession
 from export.run import main
 from export.savedmodel import read_warmup_requests

@@ -19,7 +19,6 @@ from the one before it. Temporary files a killed process left behind are removed
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import re
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import DiskFullError, atomic_path, read_json, remove_stale, write_json_atomic
+from common.atomic import DiskFullError, atomic_path, read_json, remove_stale, sha256_of, write_json_atomic
 from training.config import ConfigError, TrainConfig
 
 KEEP_CHECKPOINTS = 2  # the newest and the one before it: a damaged newest one falls back to it
@@ -270,13 +269,6 @@ class RunDirectory:
 class CheckpointDamaged(ValueError):
     """checkpoint.json cannot be read."""
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _warn(message: str) -> None:
