@@ -59,6 +59,29 @@ def test_eval_every_keeps_exact_resume_with_a_nonzero_seed(small_idx, tmp_path):
     assert [row["fid"] for row in history[0]] == [row["fid"] for row in history[1]]
 
 
+def test_eval_every_scores_against_held_out_images(small_idx, tmp_path):
+    """--eval-reference-dir: FID against images the run never trained on; a wrong directory fails
+    before the run directory exists."""
+    from common.realdata import read_mnist_sample
+
+    images, labels = read_mnist_sample()
+    pick = np.random.default_rng(0).permutation(len(images))[320:520]  # disjoint from small_idx's 320
+    reference = write_idx(tmp_path / "held-out", images[pick, ..., 0], labels[pick].astype(np.uint8))
+    common = [*TINY, "--dataset", "idx", "--data-dir", str(small_idx), "--eval-every", "1", "--eval-samples", "64",
+              "--steps-per-epoch", "2", "--epochs", "1"]
+    env = {"GAN_SERVE_CACHE": str(tmp_path / "cache")}
+    result = run_python("-m", "training.run", *common, "--eval-reference-dir", str(reference),
+                        "--output-dir", str(tmp_path / "run"), env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "against 200 held-out images" in result.stdout
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["reference"] == "held-out"
+
+    missing = run_python("-m", "training.run", *common, "--eval-reference-dir", str(tmp_path / "nowhere"),
+                         "--output-dir", str(tmp_path / "run2"), env=env)
+    assert missing.returncode == 2 and "--eval-reference-dir" in missing.stderr, missing.stderr[-2000:]
+    assert "Traceback" not in missing.stderr and not (tmp_path / "run2").exists()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -23,7 +23,7 @@ CLUSTERS = ("auto", "tf-config", "slurm", "indexed-job")
 # Keys that may change between a run and its resumption without making it a different run.
 # Learning rates may change too: lowering them and resuming is the usual answer to divergence.
 RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "verbose", "checkpoint_every",
-                            "d_lr", "g_lr", "eval_every", "eval_samples",
+                            "d_lr", "g_lr", "eval_every", "eval_samples", "eval_reference_dir",
                             "cluster", "cluster_port", "worker_hosts", "num_workers",
                             "preempted_exit_code"})  # where, not what
 
@@ -100,6 +100,10 @@ class TrainConfig:
     num_samples: int = _opt(64, "Images in each sample grid (one row per class when conditional).")
     eval_every: int | None = _opt(None, "Every N epochs, log FID/KID (domain-classifier features) and keep the best generator.")
     eval_samples: int = _opt(2000, "Generated images per evaluation during training.")
+    eval_reference_dir: str | None = _opt(
+        None, "Held-out real images --eval-every scores against (idx files or an image folder, e.g. the MNIST test "
+        "set). Default: the dataset's test split (mnist, fashion_mnist, cifar10), else the training data, which "
+        "rewards memorising it (a warning says so).")
     max_minutes: float | None = _opt(None, "Stop cleanly after this wall-clock budget, still writing all artifacts.")
     verbose: int = _opt(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
 

@@ -70,13 +70,15 @@ def load_mnist_sample() -> ImageData:
     return ImageData(images, labels, [str(i) for i in range(10)])
 
 
-def load_keras_dataset(name: str) -> ImageData:
-    """mnist / fashion_mnist / cifar10 through keras.datasets (its cache, else a download)."""
+def load_keras_dataset(name: str, split: str = "train") -> ImageData:
+    """mnist / fashion_mnist / cifar10 through keras.datasets (its cache, else a download);
+    `split` is "train" or "test"."""
     import keras
 
     module, filename, class_names = KERAS_DATASETS[name]
     try:
-        (images, labels), _ = getattr(keras.datasets, module).load_data()
+        train, test = getattr(keras.datasets, module).load_data()
+        images, labels = test if split == "test" else train
     except Exception as err:  # keras wraps network failures in a bare Exception
         cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
         raise DataError(
@@ -226,6 +228,34 @@ def load_data(dataset: str, data_dir: str | None = None, image_size: int | None 
     data.images = conform(data.images, image_size or native_size, channels or data.images.shape[-1])
     if not (conditional or keep_labels):
         data.labels, data.class_names = None, None
+    return data
+
+
+def load_held_out(dataset: str, reference_dir: str | None, image_size: int, channels: int,
+                  num_classes: int | None = None) -> ImageData | None:
+    """Real images the generator never trains on, for scoring during training: `reference_dir`
+    (idx files or an image folder) when given, else the dataset's own test split where it has one
+    (mnist, fashion_mnist, cifar10), else None (the caller then falls back to the training data)."""
+    if reference_dir:
+        root = Path(reference_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--eval-reference-dir {root} does not exist or is not a directory. Point it at "
+                            "held-out real images: MNIST-format idx files or an image folder.")
+        is_idx = any("-idx3-ubyte" in p.name or ".idx3-ubyte" in p.name for p in root.iterdir())
+        data = load_idx(root) if is_idx else load_folder(root, image_size, channels, None)
+    elif dataset in KERAS_DATASETS:
+        data = load_keras_dataset(dataset, split="test")
+    else:
+        return None
+    if len(data) == 0:
+        raise DataError(f"--eval-reference-dir {reference_dir} holds no images.")
+    if data.images.shape[1] != data.images.shape[2]:
+        raise DataError(f"The held-out images are {data.images.shape[1]}x{data.images.shape[2]}; "
+                        "only square images are supported.")
+    if data.labels is not None and num_classes and int(data.labels.max()) >= num_classes:
+        raise DataError(f"--eval-reference-dir {reference_dir} has class {int(data.labels.max())}, but the training "
+                        f"data has {num_classes} classes (0..{num_classes - 1}). Use held-out images of the same classes.")
+    data.images = conform(data.images, image_size, channels)
     return data
 
 

@@ -19,7 +19,7 @@ import keras
 from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, SampleGrid, Throughput, TimeBudget,
                                 tensorboard_callbacks)
 from training.config import ConfigError, TrainConfig
-from training.data import ImageData, load_data, make_pipeline
+from training.data import ImageData, load_data, load_held_out, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
 from training.gan import GAN
 from common.atomic import remove_stale, staging_dir
@@ -69,6 +69,8 @@ def train(config: TrainConfig) -> RunResult:
     seed_everything(config)
     labelled, data = load_training_data(config)
     config = resolve(config, data)
+    held_out = load_held_out(config.dataset, config.eval_reference_dir, config.image_size, config.channels,
+                             labelled.num_classes) if config.eval_every else None  # before the run dir exists
     check_batch_size(strategy, config.batch_size)
     steps_per_epoch = plan_epoch(config, data)
     total_steps = steps_per_epoch * config.epochs
@@ -81,7 +83,7 @@ def train(config: TrainConfig) -> RunResult:
         run.create(config, resume, data.describe(config.dataset))
 
     # Outside strategy.scope() and the dtype policy: float32 models only the chief holds (no collectives).
-    evaluator = build_evaluator(config, labelled, data.num_classes) if chief and config.eval_every else None
+    evaluator = build_evaluator(config, labelled, held_out, data.num_classes) if chief and config.eval_every else None
     with checkpoint_directory(run, chief) as backups:
         with precision_policy(config.mixed_precision) as policy, strategy.scope():
             gan = build_gan(config, data.num_classes)
@@ -258,17 +260,22 @@ def save_final_models(run: RunDirectory, generator: keras.Model, gan: GAN) -> No
           f"samples: {run.samples_dir.name}/, TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
 
 
-def build_evaluator(config: TrainConfig, real: ImageData, num_classes: int | None):
-    """`--eval-every`'s scorer and the float32 generator that keeps the best weights. The run's own
-    data (with its labels, when it has any) is all it has, so the FID is against the training images
-    (the evaluator says so in its warnings). Both are built here, outside strategy.scope(): a model
-    built by the chief alone inside it would start a collective the other workers never join."""
+def build_evaluator(config: TrainConfig, real: ImageData, held_out: ImageData | None, num_classes: int | None):
+    """`--eval-every`'s scorer and the float32 generator that keeps the best weights. The classifier
+    learns from the run's own data; FID/KID compare with `held_out` when there is one, else with the
+    training images (the evaluator says so in its warnings). Both are built here, outside
+    strategy.scope(): a model built by the chief alone inside it would start a collective the other
+    workers never join."""
     from metrics.evaluator import Evaluator
     from training.precision import global_dtype_policy
 
-    evaluator = Evaluator(real.images, real.labels, num_samples=config.eval_samples, seed=config.seed)
-    print(f"evaluation: FID/KID every {config.eval_every} epoch(s) on {evaluator.num_samples} samples; "
-          f"real-vs-real FID {evaluator.floor['fid']:.3f}; classifier {evaluator.classifier.describe()}", flush=True)
+    reference = {} if held_out is None else {"reference_images": held_out.images, "reference_labels": held_out.labels}
+    evaluator = Evaluator(real.images, real.labels, num_samples=config.eval_samples, seed=config.seed, **reference)
+    against = (f"{evaluator.num_reference} held-out images" if held_out is not None
+               else "the training images (no held-out set: see --eval-reference-dir)")
+    print(f"evaluation: FID/KID every {config.eval_every} epoch(s) on {evaluator.num_samples} samples against "
+          f"{against}; real-vs-real FID {evaluator.floor['fid']:.3f}; classifier {evaluator.classifier.describe()}",
+          flush=True)
     for warning in evaluator.warnings(evaluator.num_samples):
         print(f"evaluation warning: {warning}", flush=True)
     with global_dtype_policy("float32"):
