@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.quiet import quiet_tensorflow
 from export import ExportError
 
 
@@ -60,6 +61,7 @@ def _onnx(path: Path) -> Sampler:
 
 
 def _keras(path: Path) -> Sampler:
+    quiet_tensorflow()
     import keras
 
     import training  # noqa: F401  (registers the package's Keras objects)
@@ -75,6 +77,7 @@ def _keras(path: Path) -> Sampler:
 
 
 def _savedmodel(path: Path) -> Sampler:
+    quiet_tensorflow()
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]

@@ -23,6 +23,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.quiet import quiet_tensorflow  # noqa: E402
 from common.realdata import RealDataError, read_idx_dir, read_mnist_sample  # noqa: E402
 from export import ExportError  # noqa: E402
 from export.artifacts import load_sampler  # noqa: E402
@@ -36,6 +37,7 @@ def load_real(dataset: str, data_dir: str | None, image_shape: tuple[int, ...], 
         if dataset == "idx" and not data_dir:
             raise RealDataError("--dataset idx needs --data-dir.")
         return read_mnist_sample() if dataset == "mnist-sample" else read_idx_dir(data_dir)
+    quiet_tensorflow()
     from training.data import DataError, load_data
 
     try:

@@ -17,11 +17,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from export import PARITY_TOLERANCE
 from export.savedmodel import example_inputs
 from export.signature import OUTPUT_NAME, SIGNATURE_NAME, GeneratorSpec
 
 BATCH_SIZES = (1, 7, 64)
-TOLERANCE = 1e-4
+TOLERANCE = PARITY_TOLERANCE  # the name the exporter and the tests use
 
 
 class TFServingSession:

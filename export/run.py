@@ -11,13 +11,11 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from common.atomic import DiskFullError  # noqa: E402
-from export import ExportError, ParityError  # noqa: E402
-from export.parity import TOLERANCE  # noqa: E402
-from export.variant_gate import DEFAULT_MAX_FID_INCREASE, DEFAULT_SAMPLES  # noqa: E402
-from export.variants import parse_variants  # noqa: E402
+from common.atomic import DiskFullError
+from common.quiet import quiet_tensorflow
+from export import PARITY_TOLERANCE as TOLERANCE, ExportError, ParityError
+from export.variant_gate import DEFAULT_MAX_FID_INCREASE, DEFAULT_SAMPLES
+from export.variants import parse_variants
 
 
 EXIT_DISK_FULL = 4
@@ -49,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_tensorflow()  # parse first: --help and flag errors answer without loading TensorFlow
     from export.exporter import export_generator
 
     try:

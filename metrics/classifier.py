@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.quiet import quiet_tensorflow
+
 RECIPE_VERSION = 2
 DTYPE = "float32"
 
@@ -99,6 +101,7 @@ def get_classifier(images_uint8: np.ndarray, labels: np.ndarray | None, recipe: 
     key = cache_key(images_uint8, labels, recipe)
     onnx_path, meta_path = cache_dir() / f"{key}.onnx", cache_dir() / f"{key}.json"
     if not (onnx_path.is_file() and meta_path.is_file()):
+        quiet_tensorflow()
         from metrics.classifier_net import train_and_convert
 
         print(f"training the domain classifier on {len(images_uint8)} images (once; cached in {cache_dir()})", flush=True)

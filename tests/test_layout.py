@@ -63,3 +63,14 @@ def test_the_bottom_layer_imports_no_tensorflow(module):
     code = f"import sys, {module}; sys.exit(int(any(m in sys.modules for m in ('tensorflow', 'keras'))))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{module} pulled in TensorFlow or Keras\n{result.stderr}"
+
+
+@pytest.mark.parametrize("module", ["training.run", "export.run", "export.evaluate"])
+def test_help_answers_without_importing_tensorflow(module):
+    """--help and flag errors come before the TensorFlow import (seconds, and its log lines)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", module, "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "argparse" in imported, "no -X importtime lines to read"
+    assert "tensorflow" not in imported, f"python -m {module} --help imported TensorFlow"

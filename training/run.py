@@ -12,7 +12,8 @@ import os
 import re
 import sys
 
-from training.cli import parse_command_line, quiet_tensorflow
+from common.quiet import quiet_tensorflow
+from training.cli import parse_command_line
 from training.config import ConfigError, TrainConfig
 from training.data import DataError
 
