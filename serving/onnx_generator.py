@@ -188,7 +188,7 @@ class OnnxGenerator:
             n = len(inputs["z"])
             if labels is None:
                 labels = np.arange(n) % self.info.num_classes
-            inputs["label"] = np.broadcast_to(np.asarray(labels, dtype=np.int32), (n,)).copy()
+            inputs["label"] = np.broadcast_to(np.asarray(labels), (n,)).copy()  # run() checks, then casts
         elif labels is not None:
             raise ValueError("this generator is unconditional: it takes no labels")
         images = self.run(inputs)
@@ -205,9 +205,13 @@ def _as_array(value, dtype, name: str, integer: bool = False) -> np.ndarray:
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise InputError(f"input '{name}' must be numeric, got {array.dtype}")
     if integer:
-        if array.dtype.kind == "f":
-            if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-                raise InputError(f"input '{name}' must hold integers")
+        if array.dtype.kind == "b":
+            raise InputError(f"input '{name}' must hold integers, got bool")
+        if array.dtype.kind == "f" and (not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
+            raise InputError(f"input '{name}' must hold integers")
+        bounds = np.iinfo(dtype)  # checked before the cast, which would wrap 2**32 + 3 to 3
+        if array.size and (array.min() < bounds.min or array.max() > bounds.max):
+            raise InputError(f"input '{name}' holds values outside {np.dtype(dtype).name}")
         return array.astype(dtype)
     if array.dtype.kind == "b":
         raise InputError(f"input '{name}' must be float, got bool")

@@ -71,6 +71,11 @@ def test_conditional_model_cycles_classes_and_checks_labels(tiny_conditional_run
     np.testing.assert_array_equal(generator.generate(z=z, labels=4)[0], generator.generate(z=z[:1], labels=[4])[0])
     with pytest.raises(InputError, match=r"must be in \[0, 9\]"):
         generator.generate(z=z, labels=10)
+    for wrapping in (2**32 + 3, np.array([2**32 + 3, 1], np.int64), -(2**32) + 1):  # int32 casts would give 3, 3, 1
+        with pytest.raises(InputError, match="outside int32"):
+            generator.generate(z=z, labels=wrapping)
+    with pytest.raises(InputError, match="got bool"):
+        generator.run({"z": z, "label": np.array([True, False])})
 
 
 def test_unconditional_model_refuses_labels_and_missing_files_are_named(generator, tmp_path):
