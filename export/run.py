@@ -8,7 +8,6 @@ Exit codes: 0 published; 1 parity failed (nothing published); 2 bad input (nothi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from common.atomic import DiskFullError

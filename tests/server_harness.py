@@ -1,4 +1,5 @@
-"""The onnxruntime model server as a subprocess on free loopback ports, for the server tests."""
+"""The onnxruntime model server as a subprocess on free loopback ports, and the port and readiness
+helpers every test that starts a server or a worker uses."""
 
 from __future__ import annotations
 
@@ -15,9 +16,35 @@ from tests.conftest import REPO
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports free right now (held together, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen, output, timeout: float = 60) -> None:
+    """Poll `url`/ready until it answers 200. If the server exits first, or the time runs out (then
+    it is killed), fail with `output()`: what it printed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited with status {proc.returncode}:\n{output()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=30)
+    raise TimeoutError(f"the server was not ready after {timeout:.0f} s:\n{output()}")
 
 
 class Server:
@@ -29,14 +56,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, "--rest-port", str(self.rest_port),
                                       "--grpc-port", str(self.grpc_port), "--log-level", "warning"],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, open(log_path).read()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(open(log_path).read())
+        wait_until_ready(self.url, self.proc, lambda: open(log_path).read())
 
     def metrics(self) -> dict[str, float]:
         """The server's Prometheus samples, e.g. {'gan_serving_batch_size_sum': 12.0, ...}."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, TINY
+from tests.server_harness import free_ports
 
 DEPLOY = REPO / "deploy"
 
@@ -331,17 +332,6 @@ def test_tfserving_reads_the_files_the_export_and_its_config_step_write(tiny_exp
         assert (volume / mount["subPath"] / Path(path).relative_to(mount["mountPath"])).is_file(), path
     base = re.search(r'base_path: "([^"]+)"', (volume / mount["subPath"] / "models.config").read_text()).group(1)
     assert (volume / mount["subPath"] / Path(base).relative_to(mount["mountPath"]) / "1").is_dir()
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # -- the agreed stop, decision by decision (the all-reduce itself runs in the Slurm test above) ---------

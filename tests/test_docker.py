@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -206,7 +205,7 @@ def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
                            capture_output=True, text=True, cwd=tmp_path)
     assert probe.stdout.strip() == "None None"
 
-    from tests.test_server import free_port
+    from tests.server_harness import free_port, wait_until_ready
 
     rest, grpc_port = free_port(), free_port()
     server = subprocess.Popen([python, "-m", "serving.server", "--model-base-path",
@@ -215,14 +214,7 @@ def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{rest}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until_ready(f"http://127.0.0.1:{rest}", server, server.stdout.read)
         response = httpx.post(f"http://127.0.0.1:{rest}/v1/models/generator:predict",
                               json={"instances": np.zeros((2, 8)).tolist()}, timeout=10)
         assert response.status_code == 200

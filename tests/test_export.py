@@ -322,13 +322,12 @@ def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_th
     import site
     import subprocess
     import tempfile
-    import time
 
     import httpx
 
     from common.atomic import umask
     from tests.conftest import REPO
-    from tests.test_server import free_port
+    from tests.server_harness import free_port, wait_until_ready
 
     mask = umask()
     for path in _published_files(tiny_export):
@@ -347,15 +346,7 @@ def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_th
         try:
             uid = next(line.split()[1] for line in open(f"/proc/{server.pid}/status") if line.startswith("Uid:"))
             assert int(uid) == __import__("pwd").getpwnam("nobody").pw_uid
-            deadline = time.monotonic() + 60
-            while True:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the server did not become ready"
-                try:
-                    if httpx.get(f"http://127.0.0.1:{rest}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            wait_until_ready(f"http://127.0.0.1:{rest}", server, server.stdout.read)
             response = httpx.post(f"http://127.0.0.1:{rest}/v1/models/generator:predict",
                                   json={"instances": np.zeros((2, 8)).tolist()}, timeout=10)
             assert response.status_code == 200, response.text

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY, run_python
+from tests.server_harness import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -111,12 +111,6 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_artifacts(tmp_p
     assert checkpoint_step(run_dir) == 3
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == checkpoint_files
     assert (run_dir / "generator.keras").read_bytes() == generator_bytes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(tmp_path, mnist_test_dir):

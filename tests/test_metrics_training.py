@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY, run_python
+from tests.server_harness import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -80,12 +80,6 @@ def test_eval_every_scores_against_held_out_images(small_idx, tmp_path):
                          "--output-dir", str(tmp_path / "run2"), env=env)
     assert missing.returncode == 2 and "--eval-reference-dir" in missing.stderr, missing.stderr[-2000:]
     assert "Traceback" not in missing.stderr and not (tmp_path / "run2").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_workers_with_eval_every_finish(small_idx, tmp_path):

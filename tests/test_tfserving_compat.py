@@ -4,13 +4,11 @@ counterparts), its Prometheus series, and new versions without a restart."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,15 +25,10 @@ from serving import flags, protos, server_config
 from serving.onnx_generator import OnnxGenerator
 from serving.tfserving import config as tfs_config
 from tests.conftest import REPO
+from tests.server_harness import free_port, wait_until_ready
 
 from tests.tfserving_cases import (G, GRPC_CASES, RELOAD_CONFIG_METHOD, REST_CASES, Z, ReloadConfigRequest,
                                    ReloadConfigResponse, _predict, _spec)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the command line and the config files (no server needed) ---------------------------------------
@@ -123,15 +116,8 @@ class Served:
         self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, f"--port={self.grpc_port}",
                                       f"--rest_api_port={self.rest_port}", "--log-level", "warning"],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, log_path.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(log_path.read_text())
+        wait_until_ready(self.url, self.proc, log_path.read_text)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
 
     def call(self, method: str, request, response_class, timeout: float = 10):
         rpc = self.channel.unary_unary(method, request_serializer=lambda m: m.SerializeToString(),
