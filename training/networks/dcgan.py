@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from training.networks.layers import label_input, logits_head, maybe_sn, upsample
+from training.networks.layers import label_input, logits_head, maybe_sn, to_images, upsample
 
 MAX_WIDTH_MULTIPLIER = 8
 
@@ -45,9 +45,7 @@ def build_generator(image_size, channels, latent_dim, width, num_classes, name, 
         x = upsample(x, filters(width, level), upsampling)
         x = layers.BatchNormalization(synchronized=True)(x)
         x = layers.ReLU()(x)
-    # Outputs stay float32 under mixed precision: exported models take and return float32.
-    images = layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32", name="images")(x)
-    return keras.Model(inputs, images, name=name)
+    return keras.Model(inputs, to_images(x, channels), name=name)
 
 
 def build_discriminator(image_size, channels, width, num_classes, name, spectral_norm) -> keras.Model:

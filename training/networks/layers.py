@@ -133,3 +133,9 @@ def logits_head(features, images, num_classes: int | None, spectral_norm: bool, 
     else:
         logits = layers.Dense(1, dtype="float32", name="logits")(features)
     return keras.Model(images, logits, name=name)
+
+
+def to_images(x, channels: int):
+    """The output layer of every conv generator: a 3x3 conv to `channels` with tanh, in float32
+    even under mixed precision, so exported models take and return float32."""
+    return layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32", name="images")(x)

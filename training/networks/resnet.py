@@ -11,7 +11,7 @@ import keras
 from keras import layers, ops
 
 from training.networks.dcgan import filters, upsampling_plan
-from training.networks.layers import label_input, logits_head, upsample
+from training.networks.layers import label_input, logits_head, to_images, upsample
 
 SN = layers.SpectralNormalization
 
@@ -55,8 +55,7 @@ def build_generator(image_size, channels, latent_dim, width, num_classes, name, 
     for level in reversed(range(steps)):
         x = _g_block(x, filters(width, level), upsampling)
     x = layers.ReLU()(layers.BatchNormalization(synchronized=True)(x))
-    images = layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32", name="images")(x)
-    return keras.Model(inputs, images, name=name)
+    return keras.Model(inputs, to_images(x, channels), name=name)
 
 
 def build_discriminator(image_size, channels, width, num_classes, name, spectral_norm) -> keras.Model:
