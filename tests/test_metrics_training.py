@@ -28,23 +28,35 @@ def write_idx(directory, images, labels):
     return directory
 
 
-@pytest.fixture(scope="module")
-def small_idx(tmp_path_factory):
+def sample_idx(directory, rows: slice):
+    """Rows of the shipped MNIST sample (in a fixed shuffled order) as an idx dataset."""
     from common.realdata import read_mnist_sample
 
     images, labels = read_mnist_sample()
-    pick = np.random.default_rng(0).permutation(len(images))[:320]
-    return write_idx(tmp_path_factory.mktemp("small") / "idx", images[pick, ..., 0], labels[pick].astype(np.uint8))
+    pick = np.random.default_rng(0).permutation(len(images))[rows]
+    return write_idx(directory, images[pick, ..., 0], labels[pick].astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def small_idx(tmp_path_factory):
+    return sample_idx(tmp_path_factory.mktemp("small") / "idx", slice(0, 320))
+
+
+@pytest.fixture(scope="module")
+def held_out_idx(tmp_path_factory):
+    return sample_idx(tmp_path_factory.mktemp("held-out") / "idx", slice(320, 520))  # disjoint from small_idx
 
 
 def digest_of(stdout: str) -> str:
     return re.search(r"generator weights sha256 ([0-9a-f]+)", stdout).group(1)
 
 
-def test_eval_every_keeps_exact_resume_with_a_nonzero_seed(small_idx, tmp_path):
+def test_eval_every_keeps_exact_resume_with_a_nonzero_seed(small_idx, held_out_idx, tmp_path):
     """Seed 3: the uninterrupted run trains the classifier (an empty cache), the interrupted and the
-    resumed ones find it cached; all three must see the same random numbers."""
+    resumed ones find it cached; all three must see the same random numbers. FID is against
+    --eval-reference-dir, images the runs never trained on."""
     common = [*TINY, "--dataset", "idx", "--data-dir", str(small_idx), "--seed", "3", "--eval-every", "1",
+              "--eval-reference-dir", str(held_out_idx),
               "--eval-samples", "64", "--steps-per-epoch", "4", "--checkpoint-every", "100", "--deterministic"]
     env = {"GAN_SERVE_CACHE": str(tmp_path / "cache")}  # empty: the first run trains the classifier
     straight = run_python("-m", "training.run", *common, "--epochs", "2", "--output-dir", str(tmp_path / "a"), env=env)
@@ -53,33 +65,19 @@ def test_eval_every_keeps_exact_resume_with_a_nonzero_seed(small_idx, tmp_path):
     for result in (straight, first, second):
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "training the domain classifier" in straight.stdout
+    assert "against 200 held-out images" in straight.stdout
+    assert json.loads((tmp_path / "a" / "best.json").read_text())["reference"] == "held-out"
     assert "training the domain classifier" not in first.stdout + second.stdout
     assert digest_of(straight.stdout) == digest_of(second.stdout)
     history = [json.loads((tmp_path / d / "history.json").read_text()) for d in "ab"]
     assert [row["fid"] for row in history[0]] == [row["fid"] for row in history[1]]
 
 
-def test_eval_every_scores_against_held_out_images(small_idx, tmp_path):
-    """--eval-reference-dir: FID against images the run never trained on; a wrong directory fails
-    before the run directory exists."""
-    from common.realdata import read_mnist_sample
-
-    images, labels = read_mnist_sample()
-    pick = np.random.default_rng(0).permutation(len(images))[320:520]  # disjoint from small_idx's 320
-    reference = write_idx(tmp_path / "held-out", images[pick, ..., 0], labels[pick].astype(np.uint8))
-    common = [*TINY, "--dataset", "idx", "--data-dir", str(small_idx), "--eval-every", "1", "--eval-samples", "64",
-              "--steps-per-epoch", "2", "--epochs", "1"]
-    env = {"GAN_SERVE_CACHE": str(tmp_path / "cache")}
-    result = run_python("-m", "training.run", *common, "--eval-reference-dir", str(reference),
-                        "--output-dir", str(tmp_path / "run"), env=env)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "against 200 held-out images" in result.stdout
-    assert json.loads((tmp_path / "run" / "best.json").read_text())["reference"] == "held-out"
-
-    missing = run_python("-m", "training.run", *common, "--eval-reference-dir", str(tmp_path / "nowhere"),
-                         "--output-dir", str(tmp_path / "run2"), env=env)
-    assert missing.returncode == 2 and "--eval-reference-dir" in missing.stderr, missing.stderr[-2000:]
-    assert "Traceback" not in missing.stderr and not (tmp_path / "run2").exists()
+def test_a_missing_eval_reference_dir_fails_before_the_run_directory_exists(small_idx, tmp_path):
+    result = run_python("-m", "training.run", *TINY, "--dataset", "idx", "--data-dir", str(small_idx), "--eval-every",
+                        "1", "--eval-reference-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "--eval-reference-dir" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
 
 def test_two_workers_with_eval_every_finish(small_idx, tmp_path):
