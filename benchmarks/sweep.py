@@ -31,7 +31,7 @@ HELD_OUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test
 # EMA 0.999/step at batch 64 is a half-life of 44k images; its warm-up min(0.999, (1+t)/(10+t)) kept
 # the half-life near 0.08 x the images seen, which ramp-up 0.08 reproduces.
 OLD_RECIPE = dict(upsampling="transposed", ema_kimg=44.0, ema_rampup=0.08, diffaugment="", spectral_norm=False,
-                  r1_gamma=0.0)
+                  r1_gamma=0.0, d_lr=2e-4, g_lr=2e-4)
 VARIANTS = {
     "baseline (old recipe)": OLD_RECIPE,
     "old + pixelshuffle": {**OLD_RECIPE, "upsampling": "pixelshuffle"},
@@ -45,7 +45,9 @@ VARIANTS = {
     "default + spectral norm": {"spectral_norm": True},
     "default + R1 gamma 0.1": {"r1_gamma": 0.1},
     "default, batch 128": {"batch_size": 128},
+    "default, lr 2e-4 (the default before the full-length sweep)": {"d_lr": 2e-4, "g_lr": 2e-4},
     "default, lr 4e-4": {"d_lr": 4e-4, "g_lr": 4e-4},
+    "default, lr 1.2e-3": {"d_lr": 1.2e-3, "g_lr": 1.2e-3},
     "default, arch mlp": {"arch": "mlp"},
 }
 
