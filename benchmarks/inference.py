@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from benchmarks.common import save, table  # noqa: E402
+from benchmarks.common import save, table
+from common.quiet import quiet_tensorflow
 
 BATCHES = (1, 16, 64, 256)
 TARGET_BATCHES = (64, 256)
@@ -68,6 +66,7 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=30, help="Timed calls per backend and batch size.")
     parser.add_argument("--variant-samples", type=int, default=2000, help="Samples per FID in the variant gate.")
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
 
     import onnxruntime as ort
     import tensorflow as tf

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from benchmarks.common import save, table  # noqa: E402
+from benchmarks.common import save, table
+from common.quiet import quiet_tensorflow
 
 MNIST_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
 
@@ -45,6 +43,7 @@ def main(argv=None):
     parser.add_argument("--num-samples", type=int, default=10_000, help="Generated images scored per model.")
     parser.add_argument("--mnist-test", default=str(MNIST_TEST), help="Directory of the MNIST test set (idx files).")
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
 
     import numpy as np
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -25,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from benchmarks.common import save, table  # noqa: E402
+from benchmarks.common import save, table
+from common.quiet import quiet_tensorflow
 
 CONCURRENCY = (1, 8, 32)
 
@@ -136,6 +134,7 @@ def main(argv=None):
     parser.add_argument("--batch-timeout-ms", type=float, default=0.0)
     parser.add_argument("--intra-op-threads", type=int, default=1)
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
 
     extra = ["--max-batch-size", str(args.max_batch_size), "--batch-timeout-ms", str(args.batch_timeout_ms),
              "--intra-op-threads", str(args.intra_op_threads), "--num-batch-threads", "2"]

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from benchmarks.common import RESULTS_DIR, machine, table  # noqa: E402
+from benchmarks.common import RESULTS_DIR, machine, table
+from common.quiet import quiet_tensorflow
 
 HELD_OUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
 # EMA 0.999/step at batch 64 is a half-life of 44k images; its warm-up min(0.999, (1+t)/(10+t)) kept
 # the half-life near 0.08 x the images seen, which ramp-up 0.08 reproduces.
-OLD_RECIPE = dict(upsampling="transposed", ema_kimg=44.0, ema_rampup=0.08, diffaugment="", spectral_norm=False,
-                  r1_gamma=0.0, d_lr=2e-4, g_lr=2e-4)
+OLD_RECIPE = {"upsampling": "transposed", "ema_kimg": 44.0, "ema_rampup": 0.08, "diffaugment": "",
+              "spectral_norm": False, "r1_gamma": 0.0, "d_lr": 2e-4, "g_lr": 2e-4}
 VARIANTS = {
     "baseline (old recipe)": OLD_RECIPE,
     "old + pixelshuffle": {**OLD_RECIPE, "upsampling": "pixelshuffle"},
@@ -129,6 +127,7 @@ def main(argv=None):
     parser.add_argument("--list", action="store_true", help="List the variants and exit.")
     parser.add_argument("--speed", action="store_true", help="Measure train-step throughput side by side instead.")
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
     names = list(VARIANTS)
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]

@@ -13,11 +13,9 @@ images/s and ratios. Results go to benchmarks/results/train_throughput.json.
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from benchmarks.common import fit_rate, interleaved, median, save, table  # noqa: E402
+from benchmarks.common import fit_rate, interleaved, median, save, table
+from common.quiet import quiet_tensorflow
 
 
 def variant(config, data, steps):
@@ -76,6 +74,7 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
 
     import dataclasses
 

@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from benchmarks.common import interleaved, machine, median, save, table  # noqa: E402
+from benchmarks.common import interleaved, machine, median, save, table
+from common.quiet import quiet_tensorflow
 
 MODES = ("pixelshuffle", "transposed", "nearest")
 
@@ -43,6 +42,7 @@ def main(argv=None):
     parser.add_argument("--batches", default="64,256")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
 
     import numpy as np
     import onnx
