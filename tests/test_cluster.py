@@ -79,20 +79,33 @@ def start_slurm_workers(tmp_path: Path, args: list[str], tag: str):
     return workers
 
 
+def stop_all(workers) -> tuple[list[int], list[str]]:
+    """Kill the workers still running; return every worker's exit code and log."""
+    for proc, log, _ in workers:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    return [proc.returncode for proc, _, _ in workers], [log_path.read_text() for _, _, log_path in workers]
+
+
+def report(codes: list[int], outputs: list[str]) -> str:
+    return "\n".join(f"--- worker {rank} exited {code}:\n{out[-3000:]}"
+                     for rank, (code, out) in enumerate(zip(codes, outputs)))
+
+
 def finish(workers, expected_code=0, timeout=300) -> list[str]:
-    """Wait for every worker (killing all of them if one hangs or fails) and return their logs."""
+    """Wait up to `timeout` s for every worker (then kill the rest) and return their logs; a worker
+    that hangs or exits with another code fails the test with every worker's code and log tail."""
+    deadline = time.monotonic() + timeout
     try:
         for proc, _, _ in workers:
-            proc.wait(timeout=timeout)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pass
     finally:
-        for proc, log, _ in workers:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            log.close()
-    outputs = [log_path.read_text() for _, _, log_path in workers]
-    for (proc, _, _), out in zip(workers, outputs):
-        assert proc.returncode == expected_code, out[-3000:]
+        codes, outputs = stop_all(workers)
+    assert codes == [expected_code] * len(workers), report(codes, outputs)
     return outputs
 
 
@@ -113,8 +126,7 @@ def test_slurm_step_workers_agree_on_sigterm_to_one_and_resume_to_identical_weig
     deadline = time.monotonic() + 300  # generous: two TensorFlow start-ups on a busy 2-core machine
     while not (run_dir / "samples" / "epoch_0001.png").is_file():
         if time.monotonic() > deadline or any(p.poll() is not None for p, _, _ in workers):
-            finish(workers, timeout=1)
-            pytest.fail("the workers did not train an epoch")
+            pytest.fail("the workers did not train an epoch\n" + report(*stop_all(workers)))
         time.sleep(0.05)
     workers[1][0].send_signal(signal.SIGTERM)
     outputs = finish(workers, expected_code=143)  # what deploy/ tells the scheduler: restart us

@@ -76,9 +76,11 @@ def train(config: TrainConfig) -> RunResult:
     total_steps = steps_per_epoch * config.epochs
 
     run = RunDirectory(config.output_dir)
-    resume = run.check_compatible(config, config.overwrite)
+    resume = run.check_compatible(config, config.overwrite)  # every worker: one decision, one error message
     chief = is_chief(strategy)
     agree = worker_agreement(strategy) if is_multi_worker(strategy) else None  # stop decisions, all workers
+    if agree:  # a barrier: no worker still reads the directory when the chief rewrites it (else a late
+        agree([False])  # worker finds it half-made, "not a run directory", or resumes a run being replaced)
     if chief:
         run.create(config, resume, data.describe(config.dataset))
 
