@@ -51,19 +51,22 @@ def digest_of(stdout: str) -> str:
     return re.search(r"generator weights sha256 ([0-9a-f]+)", stdout).group(1)
 
 
-def test_eval_every_keeps_exact_resume_with_a_nonzero_seed(small_idx, held_out_idx, tmp_path):
+def test_eval_every_changes_no_weight_and_keeps_exact_resume_with_a_nonzero_seed(small_idx, held_out_idx, tmp_path):
     """Seed 3: the uninterrupted run trains the classifier (an empty cache), the interrupted and the
-    resumed ones find it cached; all three must see the same random numbers. FID is against
-    --eval-reference-dir, images the runs never trained on."""
-    common = [*TINY, "--dataset", "idx", "--data-dir", str(small_idx), "--seed", "3", "--eval-every", "1",
-              "--eval-reference-dir", str(held_out_idx),
-              "--eval-samples", "64", "--steps-per-epoch", "4", "--checkpoint-every", "100", "--deterministic"]
+    resumed ones find it cached; all three must see the same random numbers, and must train what the
+    same run without --eval-every trains (building the evaluator once shifted the GAN's initial
+    weights). FID is against --eval-reference-dir, images the runs never trained on."""
+    plain = [*TINY, "--dataset", "idx", "--data-dir", str(small_idx), "--seed", "3", "--steps-per-epoch", "4",
+             "--checkpoint-every", "100", "--deterministic"]
+    common = [*plain, "--eval-every", "1", "--eval-reference-dir", str(held_out_idx), "--eval-samples", "64"]
     env = {"GAN_SERVE_CACHE": str(tmp_path / "cache")}  # empty: the first run trains the classifier
     straight = run_python("-m", "training.run", *common, "--epochs", "2", "--output-dir", str(tmp_path / "a"), env=env)
     first = run_python("-m", "training.run", *common, "--epochs", "1", "--output-dir", str(tmp_path / "b"), env=env)
     second = run_python("-m", "training.run", *common, "--epochs", "2", "--output-dir", str(tmp_path / "b"), env=env)
-    for result in (straight, first, second):
+    unevaluated = run_python("-m", "training.run", *plain, "--epochs", "2", "--output-dir", str(tmp_path / "c"))
+    for result in (straight, first, second, unevaluated):
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert digest_of(straight.stdout) == digest_of(unevaluated.stdout)
     assert "training the domain classifier" in straight.stdout
     assert "against 200 held-out images" in straight.stdout
     assert json.loads((tmp_path / "a" / "best.json").read_text())["reference"] == "held-out"

@@ -85,7 +85,10 @@ def train(config: TrainConfig) -> RunResult:
         run.create(config, resume, data.describe(config.dataset))
 
     # Outside strategy.scope() and the dtype policy: float32 models only the chief holds (no collectives).
-    evaluator = build_evaluator(config, labelled, held_out, data.num_classes) if chief and config.eval_every else None
+    evaluator = None
+    if chief and config.eval_every:
+        with random_state_kept():  # evaluation observes: one seed, one model, with or without it
+            evaluator = build_evaluator(config, labelled, held_out, data.num_classes)
     with checkpoint_directory(run, chief) as backups:
         with precision_policy(config.mixed_precision) as policy, strategy.scope():
             gan = build_gan(config, data.num_classes)
@@ -119,6 +122,23 @@ def seed_everything(config: TrainConfig) -> None:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def random_state_kept():
+    """Run a block without moving the seeded streams the GAN's initial weights draw from (Python's
+    `random`, which Keras initialisers take their seeds from, and NumPy's): what the block builds,
+    such as `--eval-every`'s evaluator and float32 generator, then cannot change the trained model."""
+    import random
+
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def load_training_data(config: TrainConfig) -> tuple[ImageData, ImageData]:
