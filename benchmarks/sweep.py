@@ -1,10 +1,13 @@
-"""The sweep the default training recipe is chosen from: quality at a fixed step budget.
+"""The sweep the default training recipe is chosen from: quality at equal wall clock (or steps).
 
-    python -m benchmarks.sweep --steps 1500 [--only baseline,default] [--num-samples 10000]
+    python -m benchmarks.sweep --minutes 5 --seeds 0,1,2 [--only "width 16,wide"] [--num-samples 10000]
+    python -m benchmarks.sweep --steps 1500 [--only baseline]
+    python -m benchmarks.sweep --minutes 5 --report        # the saved table, mean and spread over seeds
 
-Each variant is the current `TrainConfig` defaults with a few flags changed, trained on
-mnist-sample for exactly `--steps` steps (a fixed budget, so other processes on a shared CPU slow a
-run down but cannot change its result), one run at a time, then scored by the validated evaluator
+Each variant is a full recipe (every key any recipe changes, so a row keeps its meaning when the
+defaults move), trained on mnist-sample for `--minutes` of wall clock (what a user pays for: run it
+on an otherwise idle machine) or exactly `--steps` steps (other processes slow a run down but cannot
+change its result), once per seed, one run at a time, then scored by the validated evaluator
 (`metrics.evaluator`: FID in domain-classifier features against the held-out MNIST test set in
 `../shared/data/mnist-test`, real-vs-real floor and readable rate beside it; without ../shared,
 against the training data with its warning). Images/s is measured in the same run but is only
@@ -26,27 +29,42 @@ from benchmarks.common import RESULTS_DIR, machine, table
 from common.quiet import quiet_tensorflow
 
 HELD_OUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
-# EMA 0.999/step at batch 64 is a half-life of 44k images; its warm-up min(0.999, (1+t)/(10+t)) kept
-# the half-life near 0.08 x the images seen, which ramp-up 0.08 reproduces.
-OLD_RECIPE = {"upsampling": "transposed", "ema_kimg": 44.0, "ema_rampup": 0.08, "diffaugment": "",
-              "spectral_norm": False, "r1_gamma": 0.0, "d_lr": 2e-4, "g_lr": 2e-4}
+# Recipes are written out in full (every key any recipe changes), so a row means the same thing
+# after the defaults move. EMA 0.999/step at batch 64 is a half-life of 44k images; its warm-up
+# min(0.999, (1+t)/(10+t)) kept the half-life near 0.08 x the images seen, which ramp-up 0.08 reproduces.
+RECIPE_KEYS = {"width": 32, "upsampling": "pixelshuffle", "batch_size": 64, "loss": "bce", "beta_1": 0.5,
+               "d_lr": 8e-4, "g_lr": 8e-4, "ema_kimg": 10.0, "ema_rampup": 0.05, "diffaugment": "",
+               "spectral_norm": False, "r1_gamma": 0.0, "r2_gamma": 0.0, "r1_every": 16}
+OLD_RECIPE = {**RECIPE_KEYS, "upsampling": "transposed", "ema_kimg": 44.0, "ema_rampup": 0.08,
+              "d_lr": 2e-4, "g_lr": 2e-4}  # the default until 0161dac
+WIDE_RECIPE = dict(RECIPE_KEYS)  # the default from 0161dac to 8e4c2f1: chosen by quality per step
+R3GAN_PENALTIES = {"loss": "rpgan", "beta_1": 0.0, "r1_gamma": 0.05, "r2_gamma": 0.05, "r1_every": 1}
 VARIANTS = {
     "baseline (old recipe)": OLD_RECIPE,
     "old + pixelshuffle": {**OLD_RECIPE, "upsampling": "pixelshuffle"},
     "old + nearest": {**OLD_RECIPE, "upsampling": "nearest"},
     "old + EMA 10 kimg, ramp-up": {**OLD_RECIPE, "ema_kimg": 10.0, "ema_rampup": 0.05},
-    "default": {},
-    "default, no EMA (raw)": {"ema_kimg": 0.0},
-    "default, transposed": {"upsampling": "transposed"},
-    "default + translation,cutout": {"diffaugment": "translation,cutout"},
-    "default + translation,cutout,color": {"diffaugment": "translation,cutout,color"},
-    "default + spectral norm": {"spectral_norm": True},
-    "default + R1 gamma 0.1": {"r1_gamma": 0.1},
-    "default, batch 128": {"batch_size": 128},
-    "default, lr 2e-4 (the default before the full-length sweep)": {"d_lr": 2e-4, "g_lr": 2e-4},
-    "default, lr 4e-4": {"d_lr": 4e-4, "g_lr": 4e-4},
-    "default, lr 1.2e-3": {"d_lr": 1.2e-3, "g_lr": 1.2e-3},
-    "default, arch mlp": {"arch": "mlp"},
+    "wide (width 32, lr 8e-4)": WIDE_RECIPE,
+    "wide, no EMA (raw)": {**WIDE_RECIPE, "ema_kimg": 0.0},
+    "wide, transposed": {**WIDE_RECIPE, "upsampling": "transposed"},
+    "wide + translation,cutout": {**WIDE_RECIPE, "diffaugment": "translation,cutout"},
+    "wide + translation,cutout,color": {**WIDE_RECIPE, "diffaugment": "translation,cutout,color"},
+    "wide + spectral norm": {**WIDE_RECIPE, "spectral_norm": True},
+    "wide + R1 gamma 0.1": {**WIDE_RECIPE, "r1_gamma": 0.1},
+    "wide, batch 128": {**WIDE_RECIPE, "batch_size": 128},
+    "wide, lr 2e-4": {**WIDE_RECIPE, "d_lr": 2e-4, "g_lr": 2e-4},
+    "wide, lr 4e-4": {**WIDE_RECIPE, "d_lr": 4e-4, "g_lr": 4e-4},
+    "wide, lr 1.2e-3": {**WIDE_RECIPE, "d_lr": 1.2e-3, "g_lr": 1.2e-3},
+    "wide, arch mlp": {**WIDE_RECIPE, "arch": "mlp"},
+    "width 24": {**WIDE_RECIPE, "width": 24},
+    "width 16": {**WIDE_RECIPE, "width": 16},
+    "width 16, batch 128, lr 1.1e-3": {**WIDE_RECIPE, "width": 16, "batch_size": 128, "d_lr": 1.1e-3, "g_lr": 1.1e-3},
+    "width 16, transposed": {**WIDE_RECIPE, "width": 16, "upsampling": "transposed"},
+    "width 16, rpgan + R1 + R2 0.05": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES},
+    "width 16, rpgan + R1 + R2 0.05 every 4": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "r1_every": 4},
+    "width 16, rpgan + R1 + R2 0.05, lr 2e-4": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES,
+                                                 "d_lr": 2e-4, "g_lr": 2e-4},
+    "width 16, bce + R1 + R2 0.05": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce"},
 }
 
 
@@ -62,21 +80,24 @@ def evaluator(num_samples: int):
     return Evaluator(train.images, train.labels, num_samples=num_samples)
 
 
-def run_variant(name: str, overrides: dict, steps: int, score) -> dict:
+def run_variant(name: str, overrides: dict, score, steps: int | None = None, minutes: float | None = None,
+                seed: int = 0) -> dict:
+    """Train one recipe on mnist-sample for exactly `steps` steps or `minutes` of wall clock, then score it."""
     from export.artifacts import load_sampler
     from training.config import TrainConfig
     from training.trainer import train
 
+    budget = {"epochs": 1, "steps_per_epoch": steps} if steps else {"epochs": 10**6, "max_minutes": minutes}
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(epochs=1, steps_per_epoch=steps, verbose=0, checkpoint_every=10**9,
-                             output_dir=f"{tmp}/run", **overrides)
+        config = TrainConfig(verbose=0, checkpoint_every=10**9, output_dir=f"{tmp}/run", seed=seed,
+                             **budget, **overrides)
         started = time.time()
         result = train(config)
         seconds = time.time() - started
         scores = score(load_sampler(f"{tmp}/run/generator.keras").sample, config.latent_dim)
-    images = steps * config.batch_size
-    return {"variant": name, "overrides": overrides, "steps": result.global_step, "images": images,
-            "train_seconds": seconds, "img_per_s": images / seconds, "fid": scores["fid"],
+    images = result.global_step * config.batch_size
+    return {"variant": name, "overrides": overrides, "seed": seed, "minutes": minutes, "steps": result.global_step,
+            "images": images, "train_seconds": seconds, "img_per_s": images / seconds, "fid": scores["fid"],
             "kid": scores["kid"], "readable_rate": scores.get("readable_rate"),
             "fid_floor": scores.get("fid_real_vs_real"), "reference": scores["reference"],
             "warnings": scores.get("warnings", [])}
@@ -121,13 +142,17 @@ def speed(names: list[str], steps: int = 30, rounds: int = 3) -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1500, help="Train steps per variant (fixed budget).")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="Train steps per run (equal steps; default 1500 without --minutes).")
+    budget.add_argument("--minutes", type=float, help="Wall-clock training budget per run (equal time): what a user "
+                        "pays for. Run on an otherwise idle machine.")
+    parser.add_argument("--seeds", default="0", help="Comma list of seeds; each variant runs once per seed.")
     parser.add_argument("--only", help="Comma list of variant names (prefixes) to run; default all.")
     parser.add_argument("--num-samples", type=int, default=10_000)
     parser.add_argument("--list", action="store_true", help="List the variants and exit.")
     parser.add_argument("--speed", action="store_true", help="Measure train-step throughput side by side instead.")
+    parser.add_argument("--report", action="store_true", help="Print the saved table without training.")
     args = parser.parse_args(argv)
-    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
     names = list(VARIANTS)
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]
@@ -135,23 +160,45 @@ def main(argv=None):
     if args.list:
         print("\n".join(f"{n}: {VARIANTS[n]}" for n in names))
         return
+    steps = None if args.minutes else (args.steps or 1500)
+    path = RESULTS_DIR / ("sweep_minutes.json" if args.minutes else "sweep.json")
+    saved = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    if args.report:
+        return print(summary(saved["rows"]))
+    quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
     if args.speed:
         return speed(names)
 
     ev = evaluator(args.num_samples)
-    path = RESULTS_DIR / "sweep.json"
     RESULTS_DIR.mkdir(exist_ok=True)
-    saved = json.loads(path.read_text()) if path.is_file() else {"rows": []}
-    for name in names:
-        row = run_variant(name, VARIANTS[name], args.steps, lambda s, d: ev.evaluate(s, d))
-        saved["rows"] = [r for r in saved["rows"] if (r["variant"], r["steps"]) != (name, row["steps"])] + [row]
-        saved["machine"] = machine()
-        path.write_text(json.dumps(saved, indent=2) + "\n")
-        print(f"{name}: FID {row['fid']:.2f} (floor {row['fid_floor']}), readable {row['readable_rate']}, "
-              f"{row['img_per_s']:.0f} img/s", flush=True)
-    rows = [[r["variant"], r["steps"], r["fid"], r["kid"], r["readable_rate"] or float("nan"), r["img_per_s"]]
-            for r in saved["rows"]]
-    print(table(rows, ["variant", "steps", "FID", "KID", "readable", "img/s (shared CPU)"]))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for seed in seeds:  # seed-major: an interrupted sweep has every variant at the first seeds
+        for name in names:
+            row = run_variant(name, VARIANTS[name], lambda s, d: ev.evaluate(s, d), steps, args.minutes, seed)
+            row["machine"] = machine()
+            same = lambda r: (r["variant"], r["steps"] if steps else r.get("minutes"), r.get("seed", 0))  # noqa: E731
+            saved["rows"] = [r for r in saved["rows"] if same(r) != same(row)] + [row]
+            path.write_text(json.dumps(saved, indent=2) + "\n")
+            print(f"{name} (seed {seed}): FID {row['fid']:.3f} (floor {row['fid_floor']}), readable "
+                  f"{row['readable_rate']}, {row['steps']} steps, {row['img_per_s']:.0f} img/s", flush=True)
+    print(summary(saved["rows"]))
+
+
+def summary(rows: list[dict]) -> str:
+    """One line per (variant, budget): mean FID over its seeds, with the spread (min-max) and count."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        budget = f"{r['minutes']:g} min" if r.get("minutes") else f"{r['steps']} steps"
+        groups.setdefault((r["variant"], budget), []).append(r)
+    lines = []
+    for (variant, budget), group in sorted(groups.items(), key=lambda kv: statistics.mean(r["fid"] for r in kv[1])):
+        fids = [r["fid"] for r in group]
+        lines.append([variant, budget, len(group), statistics.mean(fids), min(fids), max(fids),
+                      statistics.mean(r["readable_rate"] or float("nan") for r in group),
+                      statistics.mean(r["steps"] for r in group), statistics.mean(r["img_per_s"] for r in group)])
+    return table(lines, ["variant", "budget", "seeds", "FID mean", "min", "max", "readable", "steps", "img/s"])
 
 
 if __name__ == "__main__":

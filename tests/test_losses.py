@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.losses import HingeLoss, NonSaturatingLoss, WassersteinLoss, get_loss, gradient_penalty_from_gradients
+from training.losses import (HingeLoss, NonSaturatingLoss, RelativisticPairedLoss, WassersteinLoss, get_loss,
+                             gradient_penalty_from_gradients)
 
 
 def value(x):
@@ -54,6 +55,7 @@ def test_get_loss_names():
     assert isinstance(get_loss("bce", 0.2), NonSaturatingLoss) and get_loss("bce", 0.2).label_smoothing == 0.2
     assert get_loss("wgan-gp").uses_gradient_penalty
     assert isinstance(get_loss("hinge"), HingeLoss)
+    assert get_loss("rpgan").relativistic and not get_loss("bce").relativistic
     with pytest.raises(ValueError, match="Unknown GAN loss"):
         get_loss("lsgan")
 
@@ -69,3 +71,45 @@ def test_r1_of_a_linear_critic_is_the_squared_weight_norm():
         tape.watch(real)
         total = tf.reduce_sum(real * w)  # D(x) = <w, x>, so grad D = w for every sample
     np.testing.assert_allclose(float(r1_penalty_from_gradients(tape.gradient(total, real))), np.sum(w**2), rtol=1e-5)
+
+
+def test_rpgan_pairs_each_real_with_its_fake():
+    # softplus(-(D(x_r) - D(x_f))) pair by pair: [2 - (-1), 0.5 - 0] = [3, 0.5]
+    real, fake = tf.constant([[2.0], [0.5]]), tf.constant([[-1.0], [0.0]])
+    softplus = lambda t: math.log1p(math.exp(t))  # noqa: E731
+    loss = RelativisticPairedLoss()
+    assert value(loss.discriminator_loss(real, fake)) == pytest.approx((softplus(-3) + softplus(-0.5)) / 2, rel=1e-5)
+    assert value(loss.generator_loss(fake, real)) == pytest.approx((softplus(3) + softplus(0.5)) / 2, rel=1e-5)
+    # Pairing, not batch means: the same logits matched differently give another loss.
+    swapped = tf.constant([[0.0], [-1.0]])
+    assert value(loss.discriminator_loss(real, swapped)) != pytest.approx(value(loss.discriminator_loss(real, fake)))
+    with pytest.raises(ValueError, match="real_logits"):
+        loss.generator_loss(fake)
+
+
+def test_r1_and_r2_of_a_linear_critic_come_from_one_pass_over_reals_and_fakes():
+    import keras
+
+    from training.gan import GAN
+    from training.models import build_generator
+
+    w = np.random.default_rng(0).normal(size=(16, 1)).astype("float32")
+    critic = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                               keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(w))])
+    gan = GAN(build_generator(8, 1, latent_dim=4, width=2), critic, latent_dim=4, ema_kimg=0)
+    gan.compile(d_optimizer=keras.optimizers.Adam(), g_optimizer=keras.optimizers.Adam(), r1_gamma=1.0, r2_gamma=1.0)
+    real = tf.random.normal((3, 4, 4, 1))
+    fake = 5.0 * tf.random.normal((3, 4, 4, 1))
+    r1, r2 = gan._zero_centred_penalties(real, fake, None)  # grad D = w for every image, real or fake
+    assert value(r1) == pytest.approx(float(np.sum(w**2)), rel=1e-5)
+    assert value(r2) == pytest.approx(float(np.sum(w**2)), rel=1e-5)
+    # A critic whose slope differs on fakes: D(x) = <w, x^2 / 2> has gradient w * x, image by image.
+    squared = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Lambda(lambda x: 0.5 * x * x),
+                                keras.layers.Flatten(), keras.layers.Dense(1, use_bias=False,
+                                kernel_initializer=keras.initializers.Constant(w))])
+    gan.discriminator = squared
+    r1, r2 = gan._zero_centred_penalties(real, fake, None)
+    flat = lambda t: tf.reshape(t, (3, 16)).numpy()  # noqa: E731
+    expected = lambda x: float(np.mean(np.sum((flat(x) * w[:, 0]) ** 2, axis=1)))  # noqa: E731
+    assert value(r1) == pytest.approx(expected(real), rel=1e-4)
+    assert value(r2) == pytest.approx(expected(fake), rel=1e-4)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 DATASETS = ("mnist-sample", "mnist", "fashion_mnist", "cifar10", "folder", "idx")
-LOSSES = ("bce", "wgan-gp", "hinge")
+LOSSES = ("bce", "rpgan", "wgan-gp", "hinge")
 ARCHITECTURES = ("dcgan", "resnet", "mlp")
 UPSAMPLING = ("pixelshuffle", "transposed", "nearest")
 AUGMENTATIONS = ("color", "translation", "cutout")
@@ -78,7 +78,9 @@ class TrainConfig:
     ema_rampup: float | None = _opt(0.05, "EMA ramp-up: half-life at most this fraction of the images seen (StyleGAN2-ADA).")
     diffaugment: str = _opt("", "DiffAugment policy for real and fake images: a comma list of color, translation, cutout.")
     r1_gamma: float = _opt(0.0, "R1 penalty weight gamma (gamma/2 * |grad D(real)|^2); 0 disables.")
-    r1_every: int = _opt(16, "Apply R1 lazily every N steps (scaled by N).")
+    r2_gamma: float = _opt(0.0, "R2 penalty weight: R1's zero-centred penalty on fake images (R3GAN pairs it with "
+                           "--loss rpgan and R1); 0 disables.")
+    r1_every: int = _opt(16, "Apply R1 and R2 lazily every N steps (scaled by N); 1: every step.")
     # Execution
     strategy: str = _opt("auto", "tf.distribute strategy (auto: mirrored on >1 GPU, one-device on 1 GPU, default on CPU).", choices=STRATEGIES)
     jit_compile: bool = _opt(False, "Compile the train step with XLA.")
@@ -148,7 +150,7 @@ class TrainConfig:
                               "with {index}, e.g. --worker-hosts 'gan-train-{index}.gan-train'.")
         if self.dataset in ("folder", "idx") and not self.data_dir:
             raise ConfigError(f"--dataset {self.dataset} needs --data-dir pointing at your files.")
-        for key in ("ema_kimg", "r1_gamma"):
+        for key in ("ema_kimg", "r1_gamma", "r2_gamma"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"--{_flag(key)} must be >= 0, got {getattr(self, key)}.")
         if self.ema_rampup is not None and self.ema_rampup < 0:

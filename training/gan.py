@@ -1,7 +1,7 @@
 """The GAN: a `keras.Model` that owns a generator, a discriminator and an EMA copy of the generator.
 
 `fit` drives it; `train_step` reads like the algorithm: update the discriminator `d_steps` times
-(on DiffAugmented real and fake images, with a lazy R1 penalty every `r1_every` steps), update the
+(on DiffAugmented real and fake images, with lazy R1/R2 penalties every `r1_every` steps), update the
 generator through the same augmentations, move the EMA, update the trackers, return the logs.
 
 Batches are dicts made by `training.data.make_pipeline`: `images`, optional `labels`, and the
@@ -69,6 +69,7 @@ class GAN(keras.Model):
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.gp_tracker = keras.metrics.Mean(name="gp")
         self.r1_tracker = keras.metrics.Mean(name="r1")
+        self.r2_tracker = keras.metrics.Mean(name="r2")
         # Train steps taken: the data position and the checkpoint step. Optimizer counters are not
         # (a loss-scaled step that overflows is skipped by the optimizer but still consumed data).
         self.global_step = self.add_weight(name="global_step", shape=(), dtype="int64", initializer="zeros",
@@ -109,12 +110,14 @@ class GAN(keras.Model):
         augment: str | tuple[str, ...] = (),
         r1_gamma: float = 0.0,
         r1_every: int = 16,
+        r2_gamma: float = 0.0,
         **kwargs,
     ):
         """`kwargs` go to `Model.compile` (`jit_compile`, `steps_per_execution`); no default optimizer.
 
         `augment`: DiffAugment policy (`"translation,cutout,color"`); `r1_gamma`: R1 weight
-        (`gamma / 2 * E||grad D(real)||^2`), applied every `r1_every` steps scaled by `r1_every`."""
+        (`gamma / 2 * E||grad D(real)||^2`), `r2_gamma`: the same on fake images (R2, as R3GAN),
+        both applied every `r1_every` steps scaled by `r1_every` (1: every step)."""
         super().compile(optimizer=None, **kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
@@ -122,7 +125,7 @@ class GAN(keras.Model):
         self.gp_weight = gp_weight if self.loss_fn.uses_gradient_penalty else 0.0
         self.d_steps = d_steps
         self.augment_policy = parse_policy(augment) if isinstance(augment, str) else tuple(augment)
-        self.r1_gamma, self.r1_every = r1_gamma, r1_every
+        self.r1_gamma, self.r1_every, self.r2_gamma = r1_gamma, r1_every, r2_gamma
         # Build optimizer state now, eagerly, inside the caller's strategy scope: Adam's slots
         # created inside a traced replica step fail under a strategy (keras#23085).
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -132,7 +135,8 @@ class GAN(keras.Model):
     def metrics(self):
         trackers = [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
         trackers += [self.gp_tracker] if getattr(self, "gp_weight", 0.0) else []
-        return trackers + ([self.r1_tracker] if getattr(self, "r1_gamma", 0.0) else [])
+        trackers += [self.r1_tracker] if getattr(self, "r1_gamma", 0.0) else []
+        return trackers + ([self.r2_tracker] if getattr(self, "r2_gamma", 0.0) else [])
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Our sub-models are built on creation. Keras's pre-fit symbolic build would pull a batch
@@ -154,16 +158,31 @@ class GAN(keras.Model):
     def _augment(self, images, randoms):
         return diff_augment(images, randoms, self.augment_policy) if self.augment_policy else images
 
-    def _r1_penalty(self, real, labels):
-        """E ||d D(real) / d real||^2, through the weights as they are (no spectral-norm step)."""
-        real = tf.identity(real)  # inside tf.cond a captured tensor must be re-made to be watched
-        return r1_penalty_from_gradients(self.critic_input_gradients(real, labels, training=False))
+    @property
+    def _penalised(self) -> bool:
+        return bool(self.r1_gamma or self.r2_gamma)
+
+    def _zero_centred_penalties(self, real, fake, labels):
+        """(R1, R2): E ||d D(x) / d x||^2 on real and on fake images, from one critic pass over
+        both (the critic has no batch statistics, so each image's gradient is its own), through
+        the weights as they are (no spectral-norm step)."""
+        both = ops.concatenate([tf.identity(real), tf.identity(fake)], axis=0)  # re-made: watchable in tf.cond
+        both_labels = None if labels is None else ops.concatenate([labels, labels], axis=0)
+        gradients = ops.split(self.critic_input_gradients(both, both_labels, training=False), 2, axis=0)
+        return r1_penalty_from_gradients(gradients[0]), r1_penalty_from_gradients(gradients[1])
+
+    def _lazy_penalties(self, real, fake, labels, due):
+        """R1 and R2 on the steps they are due (every `r1_every`), zeros in between."""
+        if self.r1_every == 1:
+            return self._zero_centred_penalties(real, fake, labels)
+        zeros = lambda: (ops.zeros(()), ops.zeros(()))  # noqa: E731
+        return tf.cond(due, lambda: self._zero_centred_penalties(real, fake, labels), zeros)
 
     def train_step(self, batch):
         real_images, labels = batch["images"], batch.get("labels")
         noise, mix = batch["noise"], batch["mix"]
         augment = batch.get("augment")
-        lazy_r1 = ops.equal(self.global_step % self.r1_every, 0) if self.r1_gamma else None
+        penalty_due = ops.equal(self.global_step % self.r1_every, 0) if self._penalised else None
         # Replica gradients are summed, so each replica's mean loss is scaled by 1/N exactly once;
         # `scale_loss` is the identity except under mixed_float16 (LossScaleOptimizer).
         replica_scale = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
@@ -185,9 +204,9 @@ class GAN(keras.Model):
                 if self.gp_weight:
                     penalty = self._gradient_penalty(real, fake, labels, mix[:, step])
                 total = d_loss + self.gp_weight * penalty
-                if self.r1_gamma and step == 0:  # lazy: every r1_every steps, weighted up to match
-                    r1 = tf.cond(lazy_r1, lambda: self._r1_penalty(real, labels), lambda: ops.zeros(()))
-                    total += (0.5 * self.r1_gamma * self.r1_every) * r1
+                if self._penalised and step == 0:  # lazy: every r1_every steps, weighted up to match
+                    r1, r2 = self._lazy_penalties(real, fake, labels, penalty_due)
+                    total += (0.5 * self.r1_every) * (self.r1_gamma * r1 + self.r2_gamma * r2)
                 scaled_d_loss = self.d_optimizer.scale_loss(total * replica_scale)
             grads = tape.gradient(scaled_d_loss, self.discriminator.trainable_variables)
             self.d_optimizer.apply(_dense(grads), self.discriminator.trainable_variables)
@@ -196,7 +215,7 @@ class GAN(keras.Model):
             fake = self.generator(self._generator_inputs(noise[:, self.d_steps], labels), training=True)
             if self.augment_policy:
                 fake = self._augment(fake, augment[:, self.d_steps, 1])
-            g_loss = self.loss_fn.generator_loss(self._critic(fake, labels))
+            g_loss = self._generator_loss(real, fake, labels)
             scaled_g_loss = self.g_optimizer.scale_loss(g_loss * replica_scale)
         grads = tape.gradient(scaled_g_loss, self.generator.trainable_variables)
         self.g_optimizer.apply(_dense(grads), self.generator.trainable_variables)
@@ -210,13 +229,24 @@ class GAN(keras.Model):
         self.d_fake_tracker.update_state(ops.mean(fake_logits))
         if self.gp_weight:
             self.gp_tracker.update_state(penalty)
-        if self.r1_gamma:
-            self.r1_tracker.update_state(r1, sample_weight=ops.cast(lazy_r1, "float32"))
+        if self._penalised:
+            due = ops.cast(penalty_due, "float32")
+            for gamma, tracker, value in ((self.r1_gamma, self.r1_tracker, r1), (self.r2_gamma, self.r2_tracker, r2)):
+                if gamma:
+                    tracker.update_state(value, sample_weight=due)
         logs = {m.name: m.result() for m in self.metrics}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces multi-worker logs with a mean over axis 0, which scalars lack (keras#20585).
             logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
         return logs
+
+    def _generator_loss(self, real, fake, labels):
+        """The generator's objective; a relativistic loss also needs the critic on the reals."""
+        if not self.loss_fn.relativistic:
+            return self.loss_fn.generator_loss(self._critic(fake, labels))
+        both_labels = None if labels is None else ops.concatenate([labels, labels], axis=0)
+        real_logits, fake_logits = ops.split(self._critic(ops.concatenate([real, fake], axis=0), both_labels), 2)
+        return self.loss_fn.generator_loss(fake_logits, real_logits)
 
     def _gradient_penalty(self, real, fake, labels, mix):
         mix = ops.reshape(mix, (-1, 1, 1, 1))

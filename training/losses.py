@@ -14,15 +14,19 @@ from keras import ops
 
 
 class GANLoss:
-    """A pair of objectives: what the discriminator minimises and what the generator minimises."""
+    """A pair of objectives: what the discriminator minimises and what the generator minimises.
+
+    `relativistic` losses compare each fake with a real one, so the generator's objective needs the
+    critic's logits on real images too (`generator_loss(fake_logits, real_logits)`)."""
 
     name = "base"
     uses_gradient_penalty = False
+    relativistic = False
 
     def discriminator_loss(self, real_logits, fake_logits):
         raise NotImplementedError
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -43,7 +47,7 @@ class NonSaturatingLoss(GANLoss):
         fake = keras.losses.binary_crossentropy(ops.zeros_like(fake_logits), fake_logits, from_logits=True)
         return ops.mean(real) + ops.mean(fake)
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return ops.mean(
             keras.losses.binary_crossentropy(ops.ones_like(fake_logits), fake_logits, from_logits=True)
         )
@@ -61,7 +65,7 @@ class WassersteinLoss(GANLoss):
     def discriminator_loss(self, real_logits, fake_logits):
         return ops.mean(fake_logits) - ops.mean(real_logits)
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return -ops.mean(fake_logits)
 
 
@@ -73,8 +77,27 @@ class HingeLoss(GANLoss):
     def discriminator_loss(self, real_logits, fake_logits):
         return ops.mean(ops.relu(1.0 - real_logits)) + ops.mean(ops.relu(1.0 + fake_logits))
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return -ops.mean(fake_logits)
+
+
+class RelativisticPairedLoss(GANLoss):
+    """RpGAN (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024): the critic scores how much more
+    real each real image looks than the fake it is paired with, `softplus(-(D(x_r) - D(x_f)))`, and
+    the generator the reverse. Its loss landscape has no mode-dropping local minima of the kind the
+    classic loss has; with zero-centred penalties on reals *and* fakes (`--r1-gamma`, `--r2-gamma`)
+    R3GAN covers all 1,000 StackedMNIST modes."""
+
+    name = "rpgan"
+    relativistic = True
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        return ops.mean(ops.softplus(fake_logits - real_logits))
+
+    def generator_loss(self, fake_logits, real_logits=None):
+        if real_logits is None:
+            raise ValueError("The relativistic loss pairs each fake with a real image: pass real_logits.")
+        return ops.mean(ops.softplus(real_logits - fake_logits))
 
 
 def gradient_penalty_from_gradients(gradients):
@@ -97,4 +120,6 @@ def get_loss(name: str, label_smoothing: float = 0.0) -> GANLoss:
         return WassersteinLoss()
     if name == "hinge":
         return HingeLoss()
-    raise ValueError(f"Unknown GAN loss {name!r}; choose bce, wgan-gp or hinge.")
+    if name == "rpgan":
+        return RelativisticPairedLoss()
+    raise ValueError(f"Unknown GAN loss {name!r}; choose bce, rpgan, wgan-gp or hinge.")

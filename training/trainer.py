@@ -217,6 +217,7 @@ def build_gan(config: TrainConfig, num_classes: int | None) -> GAN:
         augment=config.diffaugment,
         r1_gamma=config.r1_gamma,
         r1_every=config.r1_every,
+        r2_gamma=config.r2_gamma,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
