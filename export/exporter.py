@@ -41,7 +41,7 @@ class ExportResult:
 
 
 def load_generator(run_dir: Path) -> keras.Model:
-    import training  # noqa: F401  (registers the package's Keras objects)
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     path = run_dir / "generator.keras"
     if not run_dir.is_dir():

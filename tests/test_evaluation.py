@@ -102,6 +102,6 @@ def test_eval_every_logs_fid_and_keeps_the_best_generator(tmp_path):
     assert best["fid"] == min(row["fid"] for row in result.history)
     import keras
 
-    import training  # noqa: F401
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     assert keras.models.load_model(run / "generator_best.keras").output_shape == (None, 28, 28, 1)

@@ -175,7 +175,7 @@ def _run_with_weights(tiny_run, root, scale):
 
     import keras
 
-    import training  # noqa: F401
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     run = root / f"run_x{scale}"
     shutil.copytree(tiny_run, run)

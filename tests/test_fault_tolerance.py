@@ -155,7 +155,7 @@ def test_mixed_bfloat16_on_cpu_trains_finite_and_saves_a_float32_generator(tmp_p
     assert keras.mixed_precision.global_policy().name == "float32", "the policy leaked out of the run"
     row = result.history[-1]
     assert all(np.isfinite(row[k]) for k in ("d_loss", "g_loss"))
-    import training  # noqa: F401
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     generator = keras.models.load_model(tmp_path / "run" / "generator.keras")
     assert {layer.dtype_policy.name for layer in generator.layers} == {"float32"}
