@@ -165,6 +165,11 @@ def staging_dir(parent: str | os.PathLike, label: str) -> Iterator[Path]:
         os.close(fd)
 
 
+def is_temporary(name: str) -> bool:
+    """Whether `name` is a temp file or staging directory this module makes (ours to remove)."""
+    return bool(_TEMP_NAME.match(name) or _STAGING_NAME.match(name))
+
+
 def staging_dirs(parent: str | os.PathLike) -> list[Path]:
     """The staging directories in `parent` that a live process holds (see `staging_dir`)."""
     parent = Path(parent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +53,19 @@ class ImageData:
         """The same images (shared, not copied) with no labels: unconditional training's view."""
         return dataclasses.replace(self, labels=None, class_names=None)
 
-    def describe(self, name: str) -> dict:
-        """What the run directory records about its data (the export's model card reads it)."""
-        return {"name": name, "num_images": len(self), "image_shape": list(self.images.shape[1:]),
-                "class_names": self.class_names}
+    def describe(self, name: str, data_dir: str | None = None) -> dict:
+        """What the run directory records about its data (the export's model card reads it), with
+        the fingerprint a resumed run compares: other data would shift the epoch/step mapping."""
+        return {"name": name, "data_dir": data_dir, "num_images": len(self), "image_shape": list(self.images.shape[1:]),
+                "class_names": self.class_names, "fingerprint": self.fingerprint()}
+
+    def fingerprint(self) -> str:
+        """SHA-256 (first 24 hex digits) of the pixels as trained on, and of the labels when there are any."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+        digest.update(str(self.images.shape).encode())
+        if self.labels is not None:
+            digest.update(np.asarray(self.labels, np.int64).tobytes())
+        return digest.hexdigest()[:24]
 
 
 # -- loaders --------------------------------------------------------------------------------------

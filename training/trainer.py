@@ -18,7 +18,7 @@ import keras
 
 from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, SampleGrid, Throughput, TimeBudget,
                                 tensorboard_callbacks)
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, absolute_path
 from training.data import ImageData, load_data, load_held_out, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
 from training.gan import GAN
@@ -76,13 +76,14 @@ def train(config: TrainConfig) -> RunResult:
     total_steps = steps_per_epoch * config.epochs
 
     run = RunDirectory(config.output_dir)
-    resume = run.check_compatible(config, config.overwrite)  # every worker: one decision, one error message
+    dataset = data.describe(config.dataset, config.data_dir)
+    resume = run.check_compatible(config, config.overwrite, dataset)  # every worker: one decision, one error
     chief = is_chief(strategy)
     agree = worker_agreement(strategy) if is_multi_worker(strategy) else None  # stop decisions, all workers
     if agree:  # a barrier: no worker still reads the directory when the chief rewrites it (else a late
         agree([False])  # worker finds it half-made, "not a run directory", or resumes a run being replaced)
     if chief:
-        run.create(config, resume, data.describe(config.dataset))
+        run.create(config, resume, dataset)
 
     # Outside strategy.scope() and the dtype policy: float32 models only the chief holds (no collectives).
     evaluator = None
@@ -150,9 +151,12 @@ def load_training_data(config: TrainConfig) -> tuple[ImageData, ImageData]:
 
 
 def resolve(config: TrainConfig, data: ImageData) -> TrainConfig:
-    """Fill in what defaults to the data (size, channels) or the loss (d_steps), and the run dir."""
+    """Fill in what defaults to the data (size, channels) or the loss (d_steps), and the run dir;
+    data paths become absolute, so export and evaluation find the data from any directory."""
     return dataclasses.replace(
         config,
+        data_dir=absolute_path(config.data_dir),
+        eval_reference_dir=absolute_path(config.eval_reference_dir),
         image_size=int(data.images.shape[1]),
         channels=int(data.images.shape[-1]),
         d_steps=config.resolved_d_steps,
