@@ -2,9 +2,10 @@
 
 Loaders put every dataset in one shape, `ImageData` (uint8 `[N, H, W, C]`, optional int labels), so
 the pipeline and the models never care where pixels came from. The pipeline is a pure function of
-`(seed, step)`: data order comes from a seeded shuffle of indices and the step's noise from
-`stateless_normal(seed, step)`, so a run resumed at step `s` sees exactly the batches it would have
-seen, and the same global batch gives the same noise on 1 or N replicas.
+`(seed, step)`: data order comes from a seeded shuffle of indices, and the step's noise, mixing
+weights and augmentation draws from stateless ops keyed by `(seed, step)` with a salt per stream
+folded in, so a run resumed at step `s` sees exactly the batches it would have seen, and the same
+global batch gives the same noise on 1 or N replicas.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ KERAS_DATASETS = {
     "cifar10": ("cifar10", "cifar-10-batches-py/", ["airplane", "automobile", "bird", "cat", "deer",
                 "dog", "frog", "horse", "ship", "truck"]),
 }
+
+
+# One salt per random stream of a step, folded into its (seed, step) key: the streams never share a
+# key, within a step or across steps (keys made by arithmetic on the step collided: issue 21, item 7).
+STREAM_SALTS = (1, 2, 3)  # noise, mix, augment
 
 
 class DataError(ValueError):
@@ -294,11 +300,11 @@ def make_pipeline(data: ImageData, batch_size: int, latent_dim: int, d_steps: in
         if labels is not None:
             batch["labels"] = tf.gather(labels, indices)
         key = tf.stack([tf.constant(seed, tf.int64), step])
-        batch["noise"] = tf.random.stateless_normal([batch_size, d_steps + 1, latent_dim], seed=key * [1, 2])
-        batch["mix"] = tf.random.stateless_uniform([batch_size, d_steps], seed=key * [1, 2] + [0, 1])
+        noise, mix, augment = (tf.random.experimental.stateless_fold_in(key, salt) for salt in STREAM_SALTS)
+        batch["noise"] = tf.random.stateless_normal([batch_size, d_steps + 1, latent_dim], seed=noise)
+        batch["mix"] = tf.random.stateless_uniform([batch_size, d_steps], seed=mix)
         # DiffAugment's draws: per sample, per update (d_steps + generator), for real and fake.
-        batch["augment"] = tf.random.stateless_uniform([batch_size, d_steps + 1, 2, NUM_RANDOMS],
-                                                       seed=key * [1, 2] + [0, 2])
+        batch["augment"] = tf.random.stateless_uniform([batch_size, d_steps + 1, 2, NUM_RANDOMS], seed=augment)
         return batch
 
     return (
