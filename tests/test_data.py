@@ -75,6 +75,26 @@ def test_folder_loader_errors_name_the_problem(tmp_path):
         load_folder(tmp_path, 16, 3, False)
 
 
+def test_held_out_folder_classes_are_matched_to_the_training_classes_by_name(tmp_path):
+    from training.data import load_held_out
+
+    for name, shade in (("cat", 10), ("fox", 200)):
+        _write_png(tmp_path / "held" / name / "a.png", (8, 8), (shade, shade, shade))
+    held = load_held_out("folder", str(tmp_path / "held"), 8, 1, class_names=["cat", "dog", "fox"])
+    assert held.class_names == ["cat", "dog", "fox"]
+    fox = int(np.argmax(held.images[:, 0, 0, 0]))  # the light image
+    assert held.labels[fox] == 2 and held.labels[1 - fox] == 0
+
+
+def test_a_held_out_class_the_training_data_lacks_is_refused(tmp_path):
+    from training.data import load_held_out
+
+    for name in ("cat", "wolf"):
+        _write_png(tmp_path / "held" / name / "a.png", (8, 8), (0, 0, 0))
+    with pytest.raises(DataError, match="class\\(es\\) wolf that the training data lacks"):
+        load_held_out("folder", str(tmp_path / "held"), 8, 1, class_names=["cat", "dog", "fox"])
+
+
 def test_keras_dataset_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
     import keras
 

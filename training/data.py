@@ -248,10 +248,11 @@ def load_data(dataset: str, data_dir: str | None = None, image_size: int | None 
 
 
 def load_held_out(dataset: str, reference_dir: str | None, image_size: int, channels: int,
-                  num_classes: int | None = None) -> ImageData | None:
+                  class_names: list[str] | None = None) -> ImageData | None:
     """Real images the generator never trains on, for scoring during training: `reference_dir`
     (idx files or an image folder) when given, else the dataset's own test split where it has one
-    (mnist, fashion_mnist, cifar10), else None (the caller then falls back to the training data)."""
+    (mnist, fashion_mnist, cifar10), else None (the caller then falls back to the training data).
+    Labels are mapped onto the training data's `class_names` by name, never by position."""
     if reference_dir:
         root = Path(reference_dir).expanduser()
         if not root.is_dir():
@@ -268,11 +269,22 @@ def load_held_out(dataset: str, reference_dir: str | None, image_size: int, chan
     if data.images.shape[1] != data.images.shape[2]:
         raise DataError(f"The held-out images are {data.images.shape[1]}x{data.images.shape[2]}; "
                         "only square images are supported.")
-    if data.labels is not None and num_classes and int(data.labels.max()) >= num_classes:
-        raise DataError(f"--eval-reference-dir {reference_dir} has class {int(data.labels.max())}, but the training "
-                        f"data has {num_classes} classes (0..{num_classes - 1}). Use held-out images of the same classes.")
+    if data.labels is not None and class_names:
+        data = relabel(data, class_names, f"--eval-reference-dir {reference_dir}")
     data.images = conform(data.images, image_size, channels)
     return data
+
+
+def relabel(data: ImageData, class_names: list[str], source: str) -> ImageData:
+    """`data`'s labels as indices into `class_names`, matched by name; a class the training data
+    lacks is refused (by position, held-out {cat, fox} would score fox as the training set's dog)."""
+    present = sorted({data.class_names[i] for i in np.unique(data.labels)})
+    unknown = [name for name in present if name not in class_names]
+    if unknown:
+        raise DataError(f"{source} has class(es) {', '.join(unknown)} that the training data lacks (it has "
+                        f"{', '.join(class_names)}). Use held-out images of the training classes.")
+    index = np.array([class_names.index(n) if n in class_names else -1 for n in data.class_names], np.int32)
+    return dataclasses.replace(data, labels=index[data.labels], class_names=list(class_names))
 
 
 # -- pipeline -------------------------------------------------------------------------------------

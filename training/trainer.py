@@ -70,7 +70,7 @@ def train(config: TrainConfig) -> RunResult:
     labelled, data = load_training_data(config)
     config = resolve(config, data)
     held_out = load_held_out(config.dataset, config.eval_reference_dir, config.image_size, config.channels,
-                             labelled.num_classes) if config.eval_every else None  # before the run dir exists
+                             labelled.class_names) if config.eval_every else None  # before the run dir exists
     check_batch_size(strategy, config.batch_size)
     steps_per_epoch = plan_epoch(config, data)
     total_steps = steps_per_epoch * config.epochs
