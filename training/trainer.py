@@ -27,6 +27,7 @@ from common.grid import sample_inputs
 from training.losses import get_loss
 from training.models import discriminator_for, generator_for
 from training.precision import float32_generator, precision_policy, weights_digest
+from training import sigterm
 from training.rundir import RunDirectory
 from training.strategy import check_batch_size, is_chief, make_strategy, worker_agreement
 
@@ -41,6 +42,7 @@ class RunResult:
     history: list[dict]
     preempted: bool = False
     generator_digest: str = ""
+    began: bool = True  # False: stopped (SIGTERM) before the first training step
 
 
 @dataclass
@@ -62,7 +64,13 @@ class TrainingCallbacks:
 
 
 def train(config: TrainConfig) -> RunResult:
-    """Train per `config`, resuming from the run directory's last checkpoint when there is one."""
+    """Train per `config`, resuming from the run directory's last checkpoint when there is one.
+    A SIGTERM at any point stops at the next safe one (see `training.sigterm`)."""
+    with sigterm.noted():
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> RunResult:
     started = time.time()
     config.validate()
     strategy = make_strategy(config.strategy, config)  # first: multi-worker must set up collectives before TF starts
@@ -76,6 +84,8 @@ def train(config: TrainConfig) -> RunResult:
     total_steps = steps_per_epoch * config.epochs
 
     run = RunDirectory(config.output_dir)
+    if sigterm.requested() and not is_multi_worker(strategy):  # nothing written yet
+        return preempted_before_training(run, started)
     dataset = data.describe(config.dataset, config.data_dir)
     resume = run.check_compatible(config, config.overwrite, dataset)  # every worker: one decision, one error
     chief = is_chief(strategy)
@@ -90,6 +100,8 @@ def train(config: TrainConfig) -> RunResult:
     if chief and config.eval_every:
         with random_state_kept():  # evaluation observes: one seed, one model, with or without it
             evaluator = build_evaluator(config, labelled, held_out, data.num_classes)
+    if sigterm.requested() and not agree:  # the run directory resumes from where it was
+        return preempted_before_training(run, started)
     with checkpoint_directory(run, chief) as backups:
         with precision_policy(config.mixed_precision) as policy, strategy.scope():
             gan = build_gan(config, data.num_classes)
@@ -111,6 +123,11 @@ def train(config: TrainConfig) -> RunResult:
     return RunResult(run.root, step, total_steps, bool(callbacks.budget and callbacks.budget.triggered),
                      time.time() - started, run.read_history() if chief else [], callbacks.preempted,
                      weights_digest(generator))
+
+
+def preempted_before_training(run: RunDirectory, started: float) -> RunResult:
+    """A SIGTERM before the first step: stop with nothing half-done; a rerun starts or resumes."""
+    return RunResult(run.root, 0, 0, False, time.time() - started, [], preempted=True, began=False)
 
 
 # -- the steps, in the order `train` takes them -------------------------------------------------
@@ -263,6 +280,8 @@ def fit_until_done(gan: GAN, data: ImageData, config: TrainConfig, steps_per_epo
     """
     step = start_step
     while step < total_steps and not callbacks.stopped:
+        if step != start_step and callbacks.preemption and callbacks.preemption.stop_between_fits():
+            break
         epoch, offset = divmod(step, steps_per_epoch)
         dataset = make_pipeline(data, config.batch_size, config.latent_dim, config.d_steps, config.seed, step)
         gan.fit(
