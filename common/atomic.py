@@ -95,6 +95,15 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a file's data to the disk, whoever wrote it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def _directory_lock(directory: Path, exclusive: bool) -> Iterator[bool]:
     """flock the directory itself: shared for writers (blocking), exclusive for cleaners (try once).
@@ -122,9 +131,12 @@ def _unique(name: str) -> str:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it onto `path` if the block succeeds.
+    """Yield a temporary path in the target's directory; fsync it and rename it onto `path` if the
+    block succeeds.
 
     `suffix` keeps an extension that a writer insists on (Keras wants `.keras`, `.weights.h5`).
+    Writers such as Keras and h5py do not fsync, so the file is synced here, before the rename: a
+    power loss can then never leave the new name on an empty or partial file.
     The file itself is not locked (HDF5 flocks the files it writes); its directory is, shared.
     """
     path = Path(path)
@@ -134,6 +146,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies, as for open()
         try:
             yield tmp_path
+            fsync_file(tmp_path)
             os.replace(tmp_path, path)
             fsync_dir(path.parent)
         finally:
@@ -227,8 +240,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -242,8 +253,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def copy_file_atomic(source: str | os.PathLike, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -206,9 +206,10 @@ class RunDirectory:
             gan.save_weights(tmp)
             digest = sha256_of(tmp)
         try:
-            older = [e for e in self.checkpoint_entries() if e["step"] < step and self._confined(e["weights"])]
-        except CheckpointDamaged:
-            older = []
+            listed = self.checkpoint_entries()
+        except CheckpointDamaged:  # never delete what cannot be accounted for: keep the files on disk
+            listed = self._entries_on_disk()
+        older = [e for e in listed if e["step"] < step and self._confined(e["weights"])]
         older = [e for e in older if (self.checkpoints_dir / e["weights"]).is_file()]
         kept = [{"step": step, "weights": name, "sha256": digest}] + older[: KEEP_CHECKPOINTS - 1]
         self._write_pointer(kept)
@@ -225,20 +226,20 @@ class RunDirectory:
         damaged files are moved aside to `*.damaged` and `checkpoint.json` is rewritten to list only
         intact ones.
         """
+        pointer_damaged = False
         try:
             entries = self.checkpoint_entries()
         except CheckpointDamaged as err:  # fall back to the files on disk, newest first, unverified
-            entries = [{"step": int(m.group(1)), "weights": p.name} for p in self.checkpoints_dir.glob("ckpt-*")
-                       if (m := CHECKPOINT_NAME.match(p.name))]
-            entries.sort(key=lambda e: -e["step"])
+            entries, pointer_damaged = self._entries_on_disk(), True
             _warn(f"{err}; trying the checkpoint files on disk, newest first.")
         problems = []
         for index, entry in enumerate(entries):
             problem = self._verify(entry) or self._load(gan, entry)
             if problem is None:
-                if problems and repair:
+                if (problems or pointer_damaged) and repair:  # else the next save would drop this one
                     self._set_aside(entries[:index])
-                    self._write_pointer(entries[index:])
+                    restored = {**entry, "sha256": entry.get("sha256") or sha256_of(self.checkpoints_dir / entry["weights"])}
+                    self._write_pointer([restored] + [e for e in entries[index + 1:] if "sha256" in e])
                 return entry["step"]
             problems.append(problem)
             later = "trying the one before it" if index + 1 < len(entries) else "no older checkpoint is left"
@@ -249,6 +250,12 @@ class RunDirectory:
         return 0
 
     # -- checkpoint internals -------------------------------------------------------------------
+
+    def _entries_on_disk(self) -> list[dict]:
+        """The checkpoint files present, newest first, without checksums (when the pointer is unreadable)."""
+        entries = [{"step": int(m.group(1)), "weights": p.name} for p in self.checkpoints_dir.glob("ckpt-*")
+                   if (m := CHECKPOINT_NAME.match(p.name))]
+        return sorted(entries, key=lambda e: -e["step"])
 
     def _confined(self, name: str) -> bool:
         """Only plain `ckpt-<step>.weights.h5` names inside `checkpoints/`: never ../ or absolute paths."""
