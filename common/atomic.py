@@ -236,6 +236,55 @@ def locked(lock_file: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
+class PendingFiles:
+    """Files written beside their targets now and renamed into place together by `commit`; see
+    `pending_files`."""
+
+    def __init__(self, stack):
+        self._stack, self._files, self._locked = stack, [], set()
+
+    def _temp_for(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._locked:  # a cleaner leaves our temp files alone meanwhile
+            self._stack.enter_context(_directory_lock(path.parent, exclusive=False))
+            self._locked.add(path.parent)
+        tmp = path.parent / f"{_unique('.' + path.name)}.tmp"
+        self._files.append((tmp, path))
+        return tmp
+
+    def copy(self, source: str | os.PathLike, path: str | os.PathLike) -> None:
+        tmp = self._temp_for(Path(path))
+        shutil.copyfile(source, tmp)
+        fsync_file(tmp)
+
+    def write_json(self, path: str | os.PathLike, obj: Any) -> None:
+        tmp = self._temp_for(Path(path))
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        fsync_file(tmp)
+
+    def commit(self) -> None:
+        """Rename every file into place (renames need no space), then make the renames durable."""
+        for tmp, path in self._files:
+            os.replace(tmp, path)
+        for directory in {path.parent for _, path in self._files}:
+            fsync_dir(directory)
+
+
+@contextmanager
+def pending_files() -> Iterator[PendingFiles]:
+    """Write several files first and rename them all at the end: a write that fails (a full disk)
+    leaves every target as it was. What was written but not committed is removed on exit."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        pending = PendingFiles(stack)
+        try:
+            yield pending
+        finally:
+            for tmp, _ in pending._files:
+                tmp.unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
