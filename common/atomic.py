@@ -95,6 +95,15 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a file's data to the disk, whoever wrote it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def _directory_lock(directory: Path, exclusive: bool) -> Iterator[bool]:
     """flock the directory itself: shared for writers (blocking), exclusive for cleaners (try once).
@@ -122,9 +131,12 @@ def _unique(name: str) -> str:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it onto `path` if the block succeeds.
+    """Yield a temporary path in the target's directory; fsync it and rename it onto `path` if the
+    block succeeds.
 
     `suffix` keeps an extension that a writer insists on (Keras wants `.keras`, `.weights.h5`).
+    Writers such as Keras and h5py do not fsync, so the file is synced here, before the rename: a
+    power loss can then never leave the new name on an empty or partial file.
     The file itself is not locked (HDF5 flocks the files it writes); its directory is, shared.
     """
     path = Path(path)
@@ -134,6 +146,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies, as for open()
         try:
             yield tmp_path
+            fsync_file(tmp_path)
             os.replace(tmp_path, path)
             fsync_dir(path.parent)
         finally:
@@ -163,6 +176,11 @@ def staging_dir(parent: str | os.PathLike, label: str) -> Iterator[Path]:
     finally:
         shutil.rmtree(path, ignore_errors=True)
         os.close(fd)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether `name` is a temp file or staging directory this module makes (ours to remove)."""
+    return bool(_TEMP_NAME.match(name) or _STAGING_NAME.match(name))
 
 
 def staging_dirs(parent: str | os.PathLike) -> list[Path]:
@@ -218,12 +236,59 @@ def locked(lock_file: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
+class PendingFiles:
+    """Files written beside their targets now and renamed into place together by `commit`; see
+    `pending_files`."""
+
+    def __init__(self, stack):
+        self._stack, self._files, self._locked = stack, [], set()
+
+    def _temp_for(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._locked:  # a cleaner leaves our temp files alone meanwhile
+            self._stack.enter_context(_directory_lock(path.parent, exclusive=False))
+            self._locked.add(path.parent)
+        tmp = path.parent / f"{_unique('.' + path.name)}.tmp"
+        self._files.append((tmp, path))
+        return tmp
+
+    def copy(self, source: str | os.PathLike, path: str | os.PathLike) -> None:
+        tmp = self._temp_for(Path(path))
+        shutil.copyfile(source, tmp)
+        fsync_file(tmp)
+
+    def write_json(self, path: str | os.PathLike, obj: Any) -> None:
+        tmp = self._temp_for(Path(path))
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        fsync_file(tmp)
+
+    def commit(self) -> None:
+        """Rename every file into place (renames need no space), then make the renames durable."""
+        for tmp, path in self._files:
+            os.replace(tmp, path)
+        for directory in {path.parent for _, path in self._files}:
+            fsync_dir(directory)
+
+
+@contextmanager
+def pending_files() -> Iterator[PendingFiles]:
+    """Write several files first and rename them all at the end: a write that fails (a full disk)
+    leaves every target as it was. What was written but not committed is removed on exit."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        pending = PendingFiles(stack)
+        try:
+            yield pending
+        finally:
+            for tmp, _ in pending._files:
+                tmp.unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -237,8 +302,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def copy_file_atomic(source: str | os.PathLike, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
 
 
 def read_json(path: str | os.PathLike) -> Any:

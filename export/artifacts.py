@@ -64,7 +64,7 @@ def _keras(path: Path) -> Sampler:
     quiet_tensorflow()
     import keras
 
-    import training  # noqa: F401  (registers the package's Keras objects)
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
     from training.models import class_count
 
     generator = keras.models.load_model(path, compile=False)

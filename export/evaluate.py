@@ -2,7 +2,7 @@
 
     python -m export.evaluate --model exports/onnx/generator.onnx --reference-dir ../shared/data/mnist-test
     python -m export.evaluate --run-dir runs/<run>              # its generator.keras, its own dataset
-    python -m export.evaluate --model exports/tfserving/generator --inception-weights inception_v3_notop.h5
+    python -m export.evaluate --model exports/tfserving/generator --keras-inception-weights inception_v3_notop.h5
 
 The generator is scored against `--reference-dir` (MNIST-format idx files of real images it never
 trained on) when given, else against its training data (with a warning: that rewards memorising it).
@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-dir", default=None, help="Held-out real images (idx files) to score against.")
     parser.add_argument("--num-samples", type=int, default=10_000, help="Generated images scored.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--inception-weights", default=None, help="Local InceptionV3 no-top .h5: adds the standard FID.")
+    parser.add_argument("--keras-inception-weights", "--inception-weights", dest="inception_weights", default=None,
+                        help="Local keras.applications InceptionV3 no-top .h5: adds a FID in its ImageNet features "
+                             "(images resized bilinearly to 299x299). Not the reference FID network, so not "
+                             "comparable with published FIDs; compare it only with itself.")
     parser.add_argument("--output", default=None, help="JSON report path (default: <run>/evaluation.json or none).")
     args = parser.parse_args(argv)
     if args.num_samples < 2:
@@ -85,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                                     f"{images.shape[1:]}.")
         extra = {}
         if args.inception_weights:
-            from metrics.inception import InceptionFeatures
+            from metrics.evaluator import KERAS_INCEPTION_FID
+            from metrics.inception import KerasInceptionFeatures
 
             try:
-                extra["inception_fid"] = InceptionFeatures(args.inception_weights)
+                extra[KERAS_INCEPTION_FID] = KerasInceptionFeatures(args.inception_weights)
             except FileNotFoundError as err:
                 raise RealDataError(str(err)) from None
         evaluator = Evaluator(images, labels, reference_images=reference, reference_labels=reference_labels,

@@ -3,7 +3,8 @@
     <out>/tfserving/<name>/<version>/   SavedModel + assets.extra/ (warmup, model card)
     <out>/onnx-models/<name>/<version>/ the same version's ONNX model + card, for serving.server
     <out>/onnx/<name>.onnx              a copy of the newest version's ONNX model (+ its card beside it)
-    <out>/export_report.json            the parity numbers of the newest export
+    <out>/export_report.json            the parity numbers of the newest published version
+    <out>/last_failed_export.json       the parity numbers of the last export that failed its gate
     <out>/model_card.json               the newest version's model card
 
 Each export claims its version and builds it in a locked staging directory beside the base path
@@ -41,7 +42,7 @@ class ExportResult:
 
 
 def load_generator(run_dir: Path) -> keras.Model:
-    import training  # noqa: F401  (registers the package's Keras objects)
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     path = run_dir / "generator.keras"
     if not run_dir.is_dir():
@@ -113,8 +114,9 @@ def _export(generator, spec, run_dir: Path, root: ExportRoot, version: int | Non
 
         report = {"version": version, **check_parity(generator, spec, stage, staged.onnx, tolerance=tolerance).to_dict()}
         if not report["passed"]:
-            root.write_report(report)
-            raise ParityError("Parity check failed, nothing was published:\n  " + "\n  ".join(report["failures"]))
+            root.write_failure(report)
+            raise ParityError(f"Parity check failed, nothing was published (numbers in {root.failure_path}):\n  "
+                          + "\n  ".join(report["failures"]))
         # Variants are built and judged beside the staged version; only those that pass go with it.
         variant_reports, passed = build_and_gate(run_dir, spec, staged.onnx, staged.root, variants,
                                                  max_fid_increase, variant_samples)

@@ -7,7 +7,9 @@ A version is claimed by creating its staging directory under the lock: the next 
 live staging directories as taken, so two exports never build the same version. Publishing renames
 the SavedModel and the ONNX model of one version into place under the lock, both or neither; the
 "latest" copies (`onnx/<name>.onnx`, the top-level cards, `export_report.json`) follow only when
-the version is the newest one published. Leftovers of a killed export are removed on the next claim.
+the version is the newest one published, written beside their targets before anything is renamed,
+so a full disk publishes nothing. A failed export writes `last_failed_export.json`, never
+`export_report.json`. Leftovers of a killed export are removed on the next claim.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from common.atomic import copy_file_atomic, fsync_dir, locked, remove_stale, staging_dir, staging_dirs, write_json_atomic
+from common.atomic import (fsync_dir, locked, pending_files, remove_stale, staging_dir, staging_dirs,
+                           write_json_atomic)
 from export import ExportError
 from serving.onnx_generator import VARIANTS, variant_file
 
@@ -96,13 +99,21 @@ class ExportRoot:
             yield Staged(version, root)
 
     def publish(self, staged: Staged, card: dict, report: dict, variants: tuple[str, ...] = ()) -> bool:
-        """Rename both artifacts of `staged` into place, together; returns whether it is now the latest."""
-        with self.lock():
+        """Publish `staged` whole: both version directories and, when it is the newest version, the
+        latest copies, cards and report, or (on any error, a full disk included) none of them.
+        Returns whether it is now the latest.
+
+        Everything that takes space is written first, beside its target; only renames follow.
+        """
+        with self.lock(), pending_files() as pending:
             version_dir, onnx_dir = self.version_dir(staged.version), self.onnx_version_dir(staged.version)
             if version_dir.exists() or onnx_dir.exists():  # only a hand-made directory can do this
                 raise ExportError(f"{version_dir} or {onnx_dir} appeared during the export; choose another --version.")
             self.base.mkdir(parents=True, exist_ok=True)
             self.onnx_base.mkdir(parents=True, exist_ok=True)
+            latest = staged.version > max(versions_in(self.base) + versions_in(self.onnx_base), default=0)
+            if latest:
+                self._write_latest(pending, staged, card, report, variants)
             os.rename(staged.savedmodel, version_dir)  # what a TF Serving poll sees appear
             try:
                 os.rename(staged.onnx_dir, onnx_dir)
@@ -111,21 +122,30 @@ class ExportRoot:
                 raise
             fsync_dir(self.base)
             fsync_dir(self.onnx_base)
-            latest = staged.version == max(versions_in(self.base))
-            if latest:
-                copy_file_atomic(onnx_dir / "model.onnx", self.latest_onnx)
-                for variant in VARIANTS:  # the newest version's variants, and none of an older one's
-                    if variant in variants:
-                        copy_file_atomic(onnx_dir / f"model.{variant}.onnx", variant_file(self.latest_onnx, variant))
-                    else:
-                        variant_file(self.latest_onnx, variant).unlink(missing_ok=True)
-                write_json_atomic(self.out / "onnx" / f"{self.name}.model_card.json", card)
-                write_json_atomic(self.out / "model_card.json", card)
-                self.write_report(report, locked_already=True)
+            pending.commit()
+            if latest:  # the newest version's variants, and none of an older one's
+                for variant in set(VARIANTS) - set(variants):
+                    variant_file(self.latest_onnx, variant).unlink(missing_ok=True)
             return latest
 
-    def write_report(self, report: dict, locked_already: bool = False) -> None:
-        with ExitStack() as stack:
-            if not locked_already:
-                stack.enter_context(self.lock())
-            write_json_atomic(self.out / "export_report.json", {"model_name": self.name, **report})
+    def _write_latest(self, pending, staged: Staged, card: dict, report: dict, variants: tuple[str, ...]) -> None:
+        """The copies of the newest version, written beside their targets (renamed by the caller)."""
+        pending.copy(staged.onnx, self.latest_onnx)
+        for variant in variants:
+            pending.copy(staged.onnx_dir / f"model.{variant}.onnx", variant_file(self.latest_onnx, variant))
+        pending.write_json(self.out / "onnx" / f"{self.name}.model_card.json", card)
+        pending.write_json(self.out / "model_card.json", card)
+        pending.write_json(self.report_path, {"model_name": self.name, **report})
+
+    @property
+    def report_path(self) -> Path:
+        return self.out / "export_report.json"
+
+    @property
+    def failure_path(self) -> Path:
+        return self.out / "last_failed_export.json"
+
+    def write_failure(self, report: dict) -> None:
+        """A failed export's numbers, beside (never over) the published version's `export_report.json`."""
+        with self.lock():
+            write_json_atomic(self.failure_path, {"model_name": self.name, **report})

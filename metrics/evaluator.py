@@ -117,13 +117,18 @@ class Evaluator:
         return notes
 
 
+# The key of `--keras-inception-weights`' FID: what it measures, not "the Inception FID" of papers.
+KERAS_INCEPTION_FID = "fid_keras_inceptionv3_bilinear"
+
+
 def format_report(result: dict) -> str:
     lines = [f"FID {result['fid']:.3f}   (real vs real: {result['fid_real_vs_real']:.3f}; "
              f"{result['num_samples']} samples vs {result['num_reference']} {result['reference']} images)",
              f"KID {result['kid']:.5f} +- {result['kid_std']:.5f}   (real vs real: {result['kid_real_vs_real']:.5f})"]
-    for name in ("inception_fid",):
+    for name in (KERAS_INCEPTION_FID,):
         if name in result:
-            lines.append(f"Inception FID {result[name]:.3f}   (real vs real: {result[name + '_real_vs_real']:.3f})")
+            lines.append(f"FID in Keras ImageNet InceptionV3 features (bilinear resize; not comparable with published "
+                         f"FIDs) {result[name]:.3f}   (real vs real: {result[name + '_real_vs_real']:.3f})")
     c = result["classifier"]
     lines.append(f"features: {c['task']} classifier, held-out accuracy {c['held_out_accuracy']:.3f}")
     if "readable_rate" in result:

@@ -1,5 +1,11 @@
-"""Standard Inception-v3 pool features from a local weights file (no download), for comparing with
-published FIDs; Keras is imported only when this extractor is used."""
+"""Keras's ImageNet InceptionV3 pool features from a local weights file (no download); Keras is
+imported only when this extractor is used.
+
+Not the reference FID network: published FIDs use the TensorFlow FID Inception graph (pt_inception
+in PyTorch ports), whose weights and resizing differ from `keras.applications.InceptionV3`, and
+the images here are upsampled bilinearly to 299x299. The number this gives is comparable only with
+itself (same weights file, same sample counts), never with a FID from a paper.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 
-class InceptionFeatures:
+class KerasInceptionFeatures:
+    """2048-d pool features of Keras's ImageNet InceptionV3, after a bilinear resize to 299x299."""
+
     def __init__(self, weights: str | Path):
         import keras
 
         if not Path(weights).is_file():
-            raise FileNotFoundError(f"--inception-weights {weights} does not exist; download Keras's InceptionV3 "
+            raise FileNotFoundError(f"--keras-inception-weights {weights} does not exist; download Keras's InceptionV3 "
                                     "no-top weights (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5) "
                                     "where you have network.")
         self.model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=str(weights),

@@ -154,11 +154,9 @@ class OnnxGenerator:
             raise InputError("input 'z' contains NaN or infinity")
         checked = {"z": z}
         if self.info.num_classes:
-            label = _as_array(inputs["label"], np.int32, "label", integer=True)
+            label = check_labels(inputs["label"], self.info.num_classes)
             if label.shape != (z.shape[0],):
                 raise InputError(f"input 'label' must have shape [{z.shape[0]}] (one per row of z), got {list(label.shape)}")
-            if label.min() < 0 or label.max() >= self.info.num_classes:
-                raise InputError(f"input 'label' must be in [0, {self.info.num_classes - 1}]")
             checked["label"] = label
         return checked
 
@@ -188,7 +186,8 @@ class OnnxGenerator:
             n = len(inputs["z"])
             if labels is None:
                 labels = np.arange(n) % self.info.num_classes
-            inputs["label"] = np.broadcast_to(np.asarray(labels), (n,)).copy()  # run() checks, then casts
+            labels = check_labels(labels, self.info.num_classes)  # the values given, before any broadcast
+            inputs["label"] = np.broadcast_to(labels, (n,)).copy()
         elif labels is not None:
             raise ValueError("this generator is unconditional: it takes no labels")
         images = self.run(inputs)
@@ -197,7 +196,21 @@ class OnnxGenerator:
         return images
 
 
+def check_labels(value, num_classes: int) -> np.ndarray:
+    """Class ids as int32, checked on the values given, before any cast (a cast first would wrap
+    2**32 + 3 to 3, and True to 1): the one check of the in-process and the server paths."""
+    flat = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(v, (bool, np.bool_)) for v in flat):
+        raise InputError("input 'label' must hold integer class ids, not booleans")
+    labels = _as_array(value, None, "label", integer=True)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise InputError(f"input 'label' must be in [0, {num_classes - 1}]")
+    return labels.astype(np.int32)
+
+
 def _as_array(value, dtype, name: str, integer: bool = False) -> np.ndarray:
+    """A numeric array of `value`: cast to `dtype`, or with `integer` checked and left uncast (the
+    caller range-checks the values before casting)."""
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as err:
@@ -206,13 +219,10 @@ def _as_array(value, dtype, name: str, integer: bool = False) -> np.ndarray:
         raise InputError(f"input '{name}' must be numeric, got {array.dtype}")
     if integer:
         if array.dtype.kind == "b":
-            raise InputError(f"input '{name}' must hold integers, got bool")
+            raise InputError(f"input '{name}' must hold integer class ids, not booleans")
         if array.dtype.kind == "f" and (not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
             raise InputError(f"input '{name}' must hold integers")
-        bounds = np.iinfo(dtype)  # checked before the cast, which would wrap 2**32 + 3 to 3
-        if array.size and (array.min() < bounds.min or array.max() > bounds.max):
-            raise InputError(f"input '{name}' holds values outside {np.dtype(dtype).name}")
-        return array.astype(dtype)
+        return array
     if array.dtype.kind == "b":
         raise InputError(f"input '{name}' must be float, got bool")
     return array.astype(dtype)

@@ -14,7 +14,7 @@ import numpy as np
 
 from serving import protos
 from serving.batching import DynamicBatcher, QueueFull
-from serving.onnx_generator import InputError
+from serving.onnx_generator import InputError, check_labels
 from serving.repository import NotFound, ServedModel
 
 SIGNATURE_NAME = "serving_default"
@@ -56,7 +56,10 @@ class GeneratorService:
         arrays = {key: _as_array(key, value) for key, value in inputs.items()}
         self.check_shapes(model.info, {key: array.shape for key, array in arrays.items()})
         if "label" in arrays:
-            arrays["label"] = _checked_labels(arrays["label"], inputs["label"], model.info.num_classes)
+            try:
+                arrays["label"] = check_labels(inputs["label"], model.info.num_classes)
+            except InputError as err:
+                raise RequestError("INVALID_ARGUMENT", str(err)) from None
         lease = self.manager.lease(name, version) if self.manager else contextlib.nullcontext()
         try:
             with lease:  # this version is not unloaded before the answer is ready
@@ -147,14 +150,3 @@ def _as_array(name: str, value) -> np.ndarray:
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise RequestError("INVALID_ARGUMENT", f"input '{name}' must be numeric, got {array.dtype}")
     return array
-
-
-def _checked_labels(labels: np.ndarray, raw, num_classes: int) -> np.ndarray:
-    """Class ids as int32, range-checked on the values sent (a cast first would wrap 2**32+3 to 3)."""
-    if labels.dtype.kind == "b" or (isinstance(raw, list) and any(isinstance(v, bool) for v in raw)):
-        raise RequestError("INVALID_ARGUMENT", "input 'label' must hold integer class ids, not booleans")
-    if labels.dtype.kind == "f" and not (np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))):
-        raise RequestError("INVALID_ARGUMENT", "input 'label' must hold integers")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise RequestError("INVALID_ARGUMENT", f"input 'label' must be in [0, {num_classes - 1}]")
-    return labels.astype(np.int32)

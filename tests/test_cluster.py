@@ -387,3 +387,17 @@ def test_cluster_flags_are_checked_before_anything_starts():
                        (dict(strategy="multi-worker", preempted_exit_code=300), "0..255")):
         with pytest.raises(ConfigError, match=match):
             TrainConfig(**bad).validate()
+
+
+def test_a_sigterm_between_two_fits_checkpoints_and_stops_the_resume_loop():
+    """A resumed run calls `fit` twice (the interrupted epoch, then the rest); a SIGTERM noted in
+    between stops the loop with a checkpoint, alone; under multi-worker the next step decides."""
+    from training.guards import PreemptionGuard
+
+    saved = []
+    alone = PreemptionGuard(lambda: saved.append("alone"), requested=lambda: True)
+    assert alone.stop_between_fits() and alone.stop_between_fits() and saved == ["alone"]
+    workers = PreemptionGuard(lambda: saved.append("worker"), agree=lambda flags: flags, requested=lambda: True)
+    assert not workers.stop_between_fits() and saved == ["alone"]
+    quiet = PreemptionGuard(lambda: saved.append("quiet"), requested=lambda: False)
+    assert not quiet.stop_between_fits() and saved == ["alone"]

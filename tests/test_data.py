@@ -75,6 +75,26 @@ def test_folder_loader_errors_name_the_problem(tmp_path):
         load_folder(tmp_path, 16, 3, False)
 
 
+def test_held_out_folder_classes_are_matched_to_the_training_classes_by_name(tmp_path):
+    from training.data import load_held_out
+
+    for name, shade in (("cat", 10), ("fox", 200)):
+        _write_png(tmp_path / "held" / name / "a.png", (8, 8), (shade, shade, shade))
+    held = load_held_out("folder", str(tmp_path / "held"), 8, 1, class_names=["cat", "dog", "fox"])
+    assert held.class_names == ["cat", "dog", "fox"]
+    fox = int(np.argmax(held.images[:, 0, 0, 0]))  # the light image
+    assert held.labels[fox] == 2 and held.labels[1 - fox] == 0
+
+
+def test_a_held_out_class_the_training_data_lacks_is_refused(tmp_path):
+    from training.data import load_held_out
+
+    for name in ("cat", "wolf"):
+        _write_png(tmp_path / "held" / name / "a.png", (8, 8), (0, 0, 0))
+    with pytest.raises(DataError, match="class\\(es\\) wolf that the training data lacks"):
+        load_held_out("folder", str(tmp_path / "held"), 8, 1, class_names=["cat", "dog", "fox"])
+
+
 def test_keras_dataset_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
     import keras
 
@@ -101,7 +121,7 @@ def test_pipeline_is_a_function_of_seed_and_step():
     first = [b for _, b in zip(range(8), make_pipeline(data, 16, 4, 2, seed=3))]
     resumed = [b for _, b in zip(range(3), make_pipeline(data, 16, 4, 2, seed=3, start_step=5))]
     for a, b in zip(first[5:], resumed):
-        for key in ("images", "noise", "mix"):
+        for key in ("images", "noise", "mix", "augment"):
             np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
     batch = first[0]
     assert batch["images"].shape == (16, 28, 28, 1) and batch["noise"].shape == (16, 3, 4)
@@ -109,6 +129,31 @@ def test_pipeline_is_a_function_of_seed_and_step():
     assert -1.0 <= float(batch["images"].numpy().min()) and float(batch["images"].numpy().max()) <= 1.0
     other_seed = next(iter(make_pipeline(data, 16, 4, 2, seed=4)))
     assert not np.array_equal(other_seed["noise"].numpy(), batch["noise"].numpy())
+
+
+def test_no_random_stream_of_a_step_is_drawn_from_another_streams_key():
+    """Same key, same bits: a normal draw is then the Box-Muller transform of a uniform one (and a
+    uniform draw equals another). Every pair of streams over nearby steps must look independent."""
+    from training.data import ImageData
+
+    images = np.zeros((64, 4, 4, 1), np.uint8)
+    batches = [b for _, b in zip(range(4), make_pipeline(ImageData(images, None), 64, 8, 1, seed=0))]
+    draws = [(step, name, b[name].numpy().ravel()) for step, b in enumerate(batches)
+             for name in ("noise", "mix", "augment")]
+    for i, (step_a, name_a, a) in enumerate(draws):
+        for step_b, name_b, b in draws[i + 1:]:
+            n = min(len(a), len(b)) // 2 * 2
+            assert abs(_shared_bits(name_a, a[:n], name_b, b[:n])) < 0.8, \
+                f"{name_a} at step {step_a} and {name_b} at step {step_b} come from one key"
+
+
+def _shared_bits(name_a, a, name_b, b):
+    """Correlation of two draws through what they would share if made from the same key."""
+    def radius(name, x):  # the Box-Muller radius: from a normal pair, or from the uniform it was made of
+        return np.hypot(x[0::2], x[1::2]) if name == "noise" else np.sqrt(-2 * np.log(np.maximum(x[0::2], 1e-7)))
+    if (name_a == "noise") == (name_b == "noise"):
+        return np.corrcoef(a, b)[0, 1]
+    return np.corrcoef(radius(name_a, a), radius(name_b, b))[0, 1]
 
 
 def test_pipeline_visits_every_image_once_per_pass_in_shuffled_order():

@@ -40,10 +40,10 @@ def test_run_directory_is_complete(trained_run):
     assert not re.search(r"^[IWEF]\d{4} |absl::InitializeLog", result.stderr, re.M), result.stderr[:2000]
 
 
-def test_generator_reloads_in_a_fresh_process_that_only_imported_the_package(trained_run):
+def test_generator_reloads_in_a_fresh_process_that_only_imported_training_models(trained_run):
     run_dir, _, _ = trained_run
     code = (
-        "import training, keras, numpy as np\n"
+        "import training.models, keras, numpy as np\n"
         f"g = keras.models.load_model({str(run_dir / 'generator.keras')!r})\n"
         "x = keras.ops.convert_to_numpy(g(np.random.default_rng(0).normal(size=(5, 8)).astype('float32')))\n"
         "print(x.shape, float(np.abs(x).max()) <= 1.0, float(x.std()) > 0)\n"

@@ -71,12 +71,12 @@ def test_evaluate_cli_on_an_onnx_model_and_a_run_directory(tiny_export, tiny_run
     assert "missing.onnx does not exist" in capsys.readouterr().err
 
 
-def test_inception_fid_from_a_local_weights_file(tmp_path):
+def test_keras_inception_fid_from_a_local_weights_file(tmp_path):
     import keras
 
     from common.realdata import read_mnist_sample
-    from metrics.evaluator import Evaluator
-    from metrics.inception import InceptionFeatures
+    from metrics.evaluator import KERAS_INCEPTION_FID, Evaluator
+    from metrics.inception import KerasInceptionFeatures
 
     weights = tmp_path / "inception_notop.weights.h5"
     keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
@@ -84,10 +84,31 @@ def test_inception_fid_from_a_local_weights_file(tmp_path):
     images, labels = read_mnist_sample()
     pick = np.random.default_rng(0).permutation(len(images))[:24]
     evaluator = Evaluator(images[pick], labels[pick], num_samples=12,
-                          extra_features={"inception_fid": InceptionFeatures(weights)})
+                          extra_features={KERAS_INCEPTION_FID: KerasInceptionFeatures(weights)})
     noise = evaluator.evaluate(lambda z, labels: np.zeros((len(z), 28, 28, 1), np.float32), 8)
-    assert np.isfinite(noise["inception_fid"]) and noise["inception_fid"] >= 0
-    assert np.isfinite(noise["inception_fid_real_vs_real"])
+    assert np.isfinite(noise[KERAS_INCEPTION_FID]) and noise[KERAS_INCEPTION_FID] >= 0
+    assert np.isfinite(noise[KERAS_INCEPTION_FID + "_real_vs_real"])
+
+
+def test_the_inception_fid_says_what_network_it_is_and_that_papers_used_another():
+    """It is Keras's ImageNet InceptionV3 with bilinear resizing, not the reference FID network."""
+    from metrics.evaluator import KERAS_INCEPTION_FID, format_report
+
+    assert KERAS_INCEPTION_FID == "fid_keras_inceptionv3_bilinear"
+    result = {"fid": 1.0, "fid_real_vs_real": 0.1, "num_samples": 10, "num_reference": 10, "reference": "held-out",
+              "kid": 0.0, "kid_std": 0.0, "kid_real_vs_real": 0.0, KERAS_INCEPTION_FID: 2.0,
+              KERAS_INCEPTION_FID + "_real_vs_real": 0.2, "classifier": {"task": "classes", "held_out_accuracy": 0.9}}
+    line = next(l for l in format_report(result).splitlines() if "Inception" in l)
+    assert "Keras ImageNet InceptionV3" in line and "not comparable with published FIDs" in line
+
+
+def test_evaluate_help_says_the_inception_fid_is_not_the_published_one(capsys):
+    from export.evaluate import main as evaluate
+
+    with pytest.raises(SystemExit):
+        evaluate(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--keras-inception-weights" in text and "not comparable with published FIDs" in text
 
 
 def test_eval_every_logs_fid_and_keeps_the_best_generator(tmp_path):
@@ -102,6 +123,6 @@ def test_eval_every_logs_fid_and_keeps_the_best_generator(tmp_path):
     assert best["fid"] == min(row["fid"] for row in result.history)
     import keras
 
-    import training  # noqa: F401
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     assert keras.models.load_model(run / "generator_best.keras").output_shape == (None, 28, 28, 1)

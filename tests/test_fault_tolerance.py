@@ -96,6 +96,31 @@ def test_sigterm_writes_a_backup_and_exits_0_then_the_next_run_resumes(tmp_path)
     assert "done: 100/100 steps" in resumed.stdout or step >= 100
 
 
+def _catches_sigterm(pid: int) -> bool:
+    caught = next(line for line in open(f"/proc/{pid}/status") if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the signal mask from /proc")
+def test_sigterm_while_starting_up_exits_0_with_nothing_half_done(tmp_path):
+    """The handler is there from the moment the flags are parsed: before TensorFlow, the data and
+    the run directory (the guard inside `fit` came too late for those)."""
+    run_dir = tmp_path / "run"
+    proc = start([*TINY, "--epochs", "1", "--steps-per-epoch", "2", "--output-dir", str(run_dir)])
+    try:
+        wait_for(lambda: _catches_sigterm(proc.pid), timeout=60, proc=proc)
+    except TimeoutError:
+        proc.kill()
+        raise
+    started_training = run_dir.exists()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert not started_training, "SIGTERM was only handled once the run directory existed"
+    assert proc.returncode == 0, out[-3000:]
+    assert "preempted before the first training step" in out and "Traceback" not in out
+    assert not run_dir.exists()
+
+
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_artifacts(tmp_path):
     run_dir = tmp_path / "run"
     healthy = run_python("-m", "training.run", *TINY, "--epochs", "1", "--steps-per-epoch", "3", "--output-dir", str(run_dir))
@@ -155,7 +180,7 @@ def test_mixed_bfloat16_on_cpu_trains_finite_and_saves_a_float32_generator(tmp_p
     assert keras.mixed_precision.global_policy().name == "float32", "the policy leaked out of the run"
     row = result.history[-1]
     assert all(np.isfinite(row[k]) for k in ("d_loss", "g_loss"))
-    import training  # noqa: F401
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     generator = keras.models.load_model(tmp_path / "run" / "generator.keras")
     assert {layer.dtype_policy.name for layer in generator.layers} == {"float32"}

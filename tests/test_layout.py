@@ -74,3 +74,22 @@ def test_help_answers_without_importing_tensorflow(module):
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "argparse" in imported, "no -X importtime lines to read"
     assert "tensorflow" not in imported, f"python -m {module} --help imported TensorFlow"
+
+
+def test_the_gan_train_entry_point_answers_help_without_importing_tensorflow():
+    """The installed `gan-train` script imports `training.run` by name, not through `python -m`."""
+    code = ("import sys\nsys.argv = ['gan-train', '--help']\nfrom training.run import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "sys.exit(int(any(m in sys.modules for m in ('tensorflow', 'keras'))))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "usage:" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == 0, "gan-train --help imported TensorFlow or Keras"
+
+
+def test_the_package_decides_no_imports_by_the_command_line():
+    assert "orig_argv" not in (REPO / "training" / "__init__.py").read_text()
+
+
+def test_the_domain_classifier_is_one_module():
+    assert not (REPO / "metrics" / "classifier_net.py").exists()
+    from metrics.classifier import build_classifier, get_classifier, train_and_convert  # noqa: F401

@@ -3,6 +3,8 @@ disturbance of the FID paper, honest warnings, and a scoring path that imports n
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -143,3 +145,35 @@ def test_scoring_an_onnx_generator_imports_no_tensorflow(mnist_evaluator, tiny_e
     assert result.returncode == 0, result.stderr[-3000:]
     assert "loaded: []" in result.stdout, result.stdout[-2000:]
     assert "FID" in result.stdout and "warning: only 300 samples" in result.stdout
+
+
+def test_two_runs_on_one_dataset_train_one_classifier_and_its_files_match(tmp_path, monkeypatch):
+    """The cache is checked, trained and written under a lock: the second run waits, then reads."""
+    import threading
+    import time
+
+    import metrics.classifier as classifier
+
+    monkeypatch.setenv("GAN_SERVE_CACHE", str(tmp_path))
+    trained = []
+
+    def slow_training(images, labels, recipe, onnx_path, meta_path, verbose=0):
+        me = str(threading.get_ident())
+        trained.append(me)
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
+        onnx_path.write_text(me)
+        time.sleep(0.5)  # a real one takes minutes
+        meta_path.write_text(json.dumps({"writer": me}))
+
+    monkeypatch.setattr(classifier, "train_and_convert", slow_training)
+    monkeypatch.setattr(classifier, "DomainClassifier", lambda path, meta: (path.read_text(), meta["writer"]))
+    images = np.zeros((8, 28, 28, 1), np.uint8)
+    opened = []
+    runs = [threading.Thread(target=lambda: opened.append(classifier.get_classifier(images, None, verbose=0)))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert len(trained) == 1
+    assert [onnx == meta for onnx, meta in opened] == [True, True]

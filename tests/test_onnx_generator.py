@@ -72,9 +72,9 @@ def test_conditional_model_cycles_classes_and_checks_labels(tiny_conditional_run
     with pytest.raises(InputError, match=r"must be in \[0, 9\]"):
         generator.generate(z=z, labels=10)
     for wrapping in (2**32 + 3, np.array([2**32 + 3, 1], np.int64), -(2**32) + 1):  # int32 casts would give 3, 3, 1
-        with pytest.raises(InputError, match="outside int32"):
+        with pytest.raises(InputError, match=r"must be in \[0, 9\]"):  # the server's words: one shared check
             generator.generate(z=z, labels=wrapping)
-    with pytest.raises(InputError, match="got bool"):
+    with pytest.raises(InputError, match="not booleans"):
         generator.run({"z": z, "label": np.array([True, False])})
 
 
@@ -83,3 +83,37 @@ def test_unconditional_model_refuses_labels_and_missing_files_are_named(generato
         generator.generate(num=1, labels=1)
     with pytest.raises(FileNotFoundError, match="missing.onnx does not exist"):
         OnnxGenerator(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([True, 1], "input 'label' must hold integer class ids, not booleans"),  # a cast would make True class 1
+    ([2**32 + 1, 0], "input 'label' must be in [0, 2]"),
+    (np.array([2**40, 0]), "input 'label' must be in [0, 2]"),
+    ([1.5, 0], "input 'label' must hold integers"),
+    ([-1, 0], "input 'label' must be in [0, 2]"),
+])
+def test_in_process_and_server_check_labels_alike_before_any_cast(labels, message):
+    """No model needed: OnnxGenerator.validate and the server's predict call one check."""
+    import asyncio
+
+    from serving.onnx_generator import ModelInfo
+    from serving.service import GeneratorService, RequestError
+
+    info = ModelInfo(latent_dim=2, image_shape=(4, 4, 1), num_classes=3, input_names=("z", "label"), card=None)
+    in_process = OnnxGenerator.__new__(OnnxGenerator)
+    in_process.info = info
+    z = np.zeros((2, 2), np.float32)
+    with pytest.raises(InputError) as err:
+        in_process.validate({"z": z, "label": labels})
+    assert str(err.value) == message
+
+    class Model:
+        pass
+    served = Model()
+    served.info = info
+    service = GeneratorService({}, {})
+    service.resolve = lambda name, version, label: (1, served)
+    with pytest.raises(RequestError) as refused:
+        asyncio.run(service.predict("generator", {"z": z.tolist(), "label": labels if isinstance(labels, list)
+                                                  else labels.tolist()}))
+    assert refused.value.message == message

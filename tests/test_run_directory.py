@@ -80,6 +80,42 @@ def test_a_damaged_newest_checkpoint_is_reported_and_the_previous_one_used(two_c
     assert newest.with_name(newest.name + ".damaged").is_file() and not newest.exists()
 
 
+def test_after_restoring_past_an_unreadable_pointer_the_next_save_keeps_what_was_restored(two_checkpoint_run,
+                                                                                          fresh_gan, tmp_path):
+    run = _copy(two_checkpoint_run, tmp_path)
+    run.checkpoint_pointer.write_text("{ not json")
+    assert run.restore_checkpoint(fresh_gan) == 6
+    restored = run.checkpoint_entries()  # rewritten: it names the checkpoint restored, with its checksum
+    assert [e["step"] for e in restored] == [6] and len(restored[0]["sha256"]) == 64
+    run.save_checkpoint(fresh_gan, 9)
+    assert [e["step"] for e in run.checkpoint_entries()] == [9, 6]
+    assert (run.checkpoints_dir / "ckpt-000000006.weights.h5").is_file()
+
+
+def test_a_save_with_an_unreadable_pointer_deletes_no_checkpoint_it_cannot_account_for(two_checkpoint_run,
+                                                                                     fresh_gan, tmp_path):
+    run = _copy(two_checkpoint_run, tmp_path)
+    run.checkpoint_pointer.write_text("")
+    run.save_checkpoint(fresh_gan, 9)
+    assert [e["step"] for e in run.checkpoint_entries()] == [9, 6]
+    assert (run.checkpoints_dir / "ckpt-000000006.weights.h5").is_file()
+
+
+def test_a_file_a_library_wrote_is_fsynced_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    """Keras and h5py write without fsync; atomic_path must sync before the rename makes it visible."""
+    from common import atomic
+
+    synced, renamed = set(), []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.add(os.fstat(fd).st_ino), real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "replace",
+                        lambda src, dst: (renamed.append(os.stat(src).st_ino in synced), real_replace(src, dst))[1])
+    with atomic.atomic_path(tmp_path / "ckpt.weights.h5", suffix=".weights.h5") as tmp:
+        with open(tmp, "wb") as f:  # what a library does: write and close, no fsync
+            f.write(b"weights")
+    assert renamed == [True] and (tmp_path / "ckpt.weights.h5").read_bytes() == b"weights"
+
+
 @pytest.mark.parametrize("name", ["../../config.json", "/etc/hostname", "ckpt-000000006.weights.h5/../../dataset.json"])
 def test_checkpoint_json_cannot_point_outside_the_run_directory(two_checkpoint_run, fresh_gan, tmp_path, capsys, name):
     run = _copy(two_checkpoint_run, tmp_path)

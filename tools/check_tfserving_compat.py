@@ -45,7 +45,7 @@ def onnx_images(onnx_path: Path, named: dict[str, np.ndarray]) -> np.ndarray:
 def keras_images(run_dir: Path, named: dict[str, np.ndarray]) -> np.ndarray:
     import keras
 
-    import training  # noqa: F401  (registers the package's Keras objects)
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
     generator = keras.models.load_model(run_dir / "generator.keras", compile=False)
     args = [named["z"], named["label"]] if "label" in named else named["z"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,29 @@ RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "verbose", "c
                             "d_lr", "g_lr", "eval_every", "eval_samples", "eval_reference_dir",
                             "cluster", "cluster_port", "worker_hosts", "num_workers",
                             "preempted_exit_code"})  # where, not what
+
+
+# config.json's schema. Version 1 files carry no "config_version"; MIGRATIONS[v] turns a version-v
+# mapping into version v + 1, so a run whose flags were renamed since it started still resumes.
+CONFIG_VERSION = 2
+VERSION_KEY = "config_version"
+# Paths, compared as absolute paths (runs before version 2 stored them as typed).
+PATH_KEYS = ("data_dir", "eval_reference_dir")
+
+
+def _from_v1(values: dict[str, Any]) -> dict[str, Any]:
+    """--ema-decay (a per-step decay, no ramp-up) became --ema-kimg (a half-life in thousands of
+    images) with --ema-rampup: the same averaging, said the new way."""
+    values = dict(values)
+    decay = values.pop("ema_decay", None)
+    if decay is not None and "ema_kimg" not in values:
+        batch = int(values.get("batch_size", 64))
+        values["ema_kimg"] = 0.0 if decay <= 0 else round(batch * math.log(0.5) / math.log(decay) / 1000.0, 6)
+        values.setdefault("ema_rampup", None)
+    return values
+
+
+MIGRATIONS = {1: _from_v1}
 
 
 # What this invocation does with the run directory, not what the run is: never compared, and
@@ -99,7 +124,8 @@ class TrainConfig:
     seed: int = _opt(0, "Seed for weights, data order and noise: same seed, same run.")
     # Run directory
     output_dir: str | None = _opt(None, "Run directory. Default: runs/<timestamp>. An existing one is resumed.")
-    overwrite: bool = _opt(False, "Start over: delete what --output-dir holds (a run of any config) and train from step 0.")
+    overwrite: bool = _opt(False, "Start over: delete the run --output-dir holds (of any config) and train from step 0. "
+                           "A directory holding anything a run does not write is refused, never emptied.")
     checkpoint_every: int = _opt(200, "Write a checkpoint every N steps (and at each epoch end).")
     num_samples: int = _opt(64, "Images in each sample grid (one row per class when conditional).")
     eval_every: int | None = _opt(None, "Every N epochs, log FID/KID (domain-classifier features) and keep the best generator.")
@@ -176,9 +202,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from a flat mapping, accepting `image-size` or `image_size`; unknown keys are an error."""
+        """Build from a flat mapping, accepting `image-size` or `image_size`; unknown keys are an error.
+        A mapping of an older schema version (config.json of an older run) is migrated first."""
         known = {f.name for f in dataclasses.fields(cls)}
-        normalized = {str(k).replace("-", "_"): v for k, v in values.items()}
+        normalized = migrate({str(k).replace("-", "_"): v for k, v in values.items()}, source)
         unknown = sorted(set(normalized) - known)
         if unknown:
             raise ConfigError(
@@ -190,14 +217,34 @@ class TrainConfig:
     def save(self, path: Path) -> None:
         from common.atomic import write_text_atomic
 
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        write_text_atomic(path, json.dumps({**self.to_dict(), VERSION_KEY: CONFIG_VERSION}, indent=2, sort_keys=True)
+                          + "\n")
 
     def differences(self, other: TrainConfig) -> list[str]:
         """Keys that make `other` a different run from this one (RESUMABLE_KEYS may differ)."""
         mine, theirs = self.to_dict(), other.to_dict()
+        for key in PATH_KEYS:
+            mine[key], theirs[key] = absolute_path(mine[key]), absolute_path(theirs.get(key))
         ignored = RESUMABLE_KEYS | ACTION_KEYS
         return sorted(k for k in mine if k not in ignored and mine[k] != theirs.get(k))
 
 
 def _flag(key: str) -> str:
     return key.replace("_", "-")
+
+
+def absolute_path(path: str | None) -> str | None:
+    """`path` made absolute against the working directory (no links resolved); None stays None."""
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
+def migrate(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """A mapping of any known schema version, as the current version (without the version key)."""
+    values = dict(values)
+    version = values.pop(VERSION_KEY, 1)
+    if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
+        raise ConfigError(f"{source} has {VERSION_KEY} {version!r}; this gan-serve reads versions 1 to "
+                          f"{CONFIG_VERSION}. Use the gan-serve version that wrote it, or a newer one.")
+    for step in range(version, CONFIG_VERSION):
+        values = MIGRATIONS[step](values)
+    return values

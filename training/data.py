@@ -2,15 +2,17 @@
 
 Loaders put every dataset in one shape, `ImageData` (uint8 `[N, H, W, C]`, optional int labels), so
 the pipeline and the models never care where pixels came from. The pipeline is a pure function of
-`(seed, step)`: data order comes from a seeded shuffle of indices and the step's noise from
-`stateless_normal(seed, step)`, so a run resumed at step `s` sees exactly the batches it would have
-seen, and the same global batch gives the same noise on 1 or N replicas.
+`(seed, step)`: data order comes from a seeded shuffle of indices, and the step's noise, mixing
+weights and augmentation draws from stateless ops keyed by `(seed, step)` with a salt per stream
+folded in, so a run resumed at step `s` sees exactly the batches it would have seen, and the same
+global batch gives the same noise on 1 or N replicas.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,11 @@ KERAS_DATASETS = {
     "cifar10": ("cifar10", "cifar-10-batches-py/", ["airplane", "automobile", "bird", "cat", "deer",
                 "dog", "frog", "horse", "ship", "truck"]),
 }
+
+
+# One salt per random stream of a step, folded into its (seed, step) key: the streams never share a
+# key, within a step or across steps (keys made by arithmetic on the step collided: issue 21, item 7).
+STREAM_SALTS = (1, 2, 3)  # noise, mix, augment
 
 
 class DataError(ValueError):
@@ -52,10 +59,19 @@ class ImageData:
         """The same images (shared, not copied) with no labels: unconditional training's view."""
         return dataclasses.replace(self, labels=None, class_names=None)
 
-    def describe(self, name: str) -> dict:
-        """What the run directory records about its data (the export's model card reads it)."""
-        return {"name": name, "num_images": len(self), "image_shape": list(self.images.shape[1:]),
-                "class_names": self.class_names}
+    def describe(self, name: str, data_dir: str | None = None) -> dict:
+        """What the run directory records about its data (the export's model card reads it), with
+        the fingerprint a resumed run compares: other data would shift the epoch/step mapping."""
+        return {"name": name, "data_dir": data_dir, "num_images": len(self), "image_shape": list(self.images.shape[1:]),
+                "class_names": self.class_names, "fingerprint": self.fingerprint()}
+
+    def fingerprint(self) -> str:
+        """SHA-256 (first 24 hex digits) of the pixels as trained on, and of the labels when there are any."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+        digest.update(str(self.images.shape).encode())
+        if self.labels is not None:
+            digest.update(np.asarray(self.labels, np.int64).tobytes())
+        return digest.hexdigest()[:24]
 
 
 # -- loaders --------------------------------------------------------------------------------------
@@ -232,10 +248,11 @@ def load_data(dataset: str, data_dir: str | None = None, image_size: int | None 
 
 
 def load_held_out(dataset: str, reference_dir: str | None, image_size: int, channels: int,
-                  num_classes: int | None = None) -> ImageData | None:
+                  class_names: list[str] | None = None) -> ImageData | None:
     """Real images the generator never trains on, for scoring during training: `reference_dir`
     (idx files or an image folder) when given, else the dataset's own test split where it has one
-    (mnist, fashion_mnist, cifar10), else None (the caller then falls back to the training data)."""
+    (mnist, fashion_mnist, cifar10), else None (the caller then falls back to the training data).
+    Labels are mapped onto the training data's `class_names` by name, never by position."""
     if reference_dir:
         root = Path(reference_dir).expanduser()
         if not root.is_dir():
@@ -252,11 +269,22 @@ def load_held_out(dataset: str, reference_dir: str | None, image_size: int, chan
     if data.images.shape[1] != data.images.shape[2]:
         raise DataError(f"The held-out images are {data.images.shape[1]}x{data.images.shape[2]}; "
                         "only square images are supported.")
-    if data.labels is not None and num_classes and int(data.labels.max()) >= num_classes:
-        raise DataError(f"--eval-reference-dir {reference_dir} has class {int(data.labels.max())}, but the training "
-                        f"data has {num_classes} classes (0..{num_classes - 1}). Use held-out images of the same classes.")
+    if data.labels is not None and class_names:
+        data = relabel(data, class_names, f"--eval-reference-dir {reference_dir}")
     data.images = conform(data.images, image_size, channels)
     return data
+
+
+def relabel(data: ImageData, class_names: list[str], source: str) -> ImageData:
+    """`data`'s labels as indices into `class_names`, matched by name; a class the training data
+    lacks is refused (by position, held-out {cat, fox} would score fox as the training set's dog)."""
+    present = sorted({data.class_names[i] for i in np.unique(data.labels)})
+    unknown = [name for name in present if name not in class_names]
+    if unknown:
+        raise DataError(f"{source} has class(es) {', '.join(unknown)} that the training data lacks (it has "
+                        f"{', '.join(class_names)}). Use held-out images of the training classes.")
+    index = np.array([class_names.index(n) if n in class_names else -1 for n in data.class_names], np.int32)
+    return dataclasses.replace(data, labels=index[data.labels], class_names=list(class_names))
 
 
 # -- pipeline -------------------------------------------------------------------------------------
@@ -284,11 +312,11 @@ def make_pipeline(data: ImageData, batch_size: int, latent_dim: int, d_steps: in
         if labels is not None:
             batch["labels"] = tf.gather(labels, indices)
         key = tf.stack([tf.constant(seed, tf.int64), step])
-        batch["noise"] = tf.random.stateless_normal([batch_size, d_steps + 1, latent_dim], seed=key * [1, 2])
-        batch["mix"] = tf.random.stateless_uniform([batch_size, d_steps], seed=key * [1, 2] + [0, 1])
+        noise, mix, augment = (tf.random.experimental.stateless_fold_in(key, salt) for salt in STREAM_SALTS)
+        batch["noise"] = tf.random.stateless_normal([batch_size, d_steps + 1, latent_dim], seed=noise)
+        batch["mix"] = tf.random.stateless_uniform([batch_size, d_steps], seed=mix)
         # DiffAugment's draws: per sample, per update (d_steps + generator), for real and fake.
-        batch["augment"] = tf.random.stateless_uniform([batch_size, d_steps + 1, 2, NUM_RANDOMS],
-                                                       seed=key * [1, 2] + [0, 2])
+        batch["augment"] = tf.random.stateless_uniform([batch_size, d_steps + 1, 2, NUM_RANDOMS], seed=augment)
         return batch
 
     return (

@@ -8,12 +8,12 @@ checkpoint and `generator.keras` are never replaced by broken ones.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 
 import keras
 import numpy as np
+
+from training import sigterm
 
 
 class TrainingDiverged(RuntimeError):
@@ -59,19 +59,22 @@ class PreemptionGuard(keras.callbacks.Callback):
     workers also stop together when the chief's --max-minutes run out.
     """
 
-    def __init__(self, checkpoint, agree=None, budget=None, chief: bool = True):
+    def __init__(self, checkpoint, agree=None, budget=None, chief: bool = True, requested=sigterm.requested):
         super().__init__()
         self.checkpoint, self.agree, self.budget, self.chief = checkpoint, agree, budget, chief
+        self.requested = requested  # the trainer notes SIGTERM for the whole run (training.sigterm)
         self.preempted = False
-        self._requested = threading.Event()
-        self._previous = None
 
-    def on_train_begin(self, logs=None):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: self._requested.set())
+    def stop_between_fits(self) -> bool:
+        """A SIGTERM noted after a `fit` returned: checkpoint (a no-op when the epoch end wrote one)
+        and stop. Single-process only: workers decide together, at the next step."""
+        if self.agree is None and self.requested() and not self.preempted:
+            self.checkpoint()
+            self.preempted = True
+        return self.preempted
 
     def on_train_batch_end(self, batch, logs=None):
-        requested = self._requested.is_set()
+        requested = self.requested()
         expired = bool(self.budget and self.chief and time.monotonic() >= self.budget.deadline)
         if self.agree is not None:
             requested, expired = self.agree([requested, expired])
@@ -84,11 +87,8 @@ class PreemptionGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
         # A signal during the last step: one worker checkpoints here (several workers never would
         # agree on it after the last step; the run is complete and its last checkpoint written).
-        if self.agree is None and self._requested.is_set() and not self.preempted:
+        if self.agree is None and self.requested() and not self.preempted:
             self.checkpoint()
             self.preempted = True

@@ -1,7 +1,7 @@
 """Generator and discriminator builders for every architecture (`--arch`), by name.
 
 Plain functions that return functional `keras.Model`s, so that the saved `.keras` files reload with
-`keras.models.load_model` after `import training` (which registers the custom layers in
+`keras.models.load_model` after `import training.models` (which registers the custom layers in
 `training.networks.layers`). The architectures themselves live in `training.networks`.
 """
 

@@ -13,6 +13,7 @@ import re
 import sys
 
 from common.quiet import quiet_tensorflow
+from training import sigterm
 from training.cli import parse_command_line
 from training.config import ConfigError, TrainConfig
 from training.data import DataError
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     quiet_tensorflow(show=tf_logs)  # before the first TensorFlow import
-    return leave(config, train_and_report(config))
+    with sigterm.noted():  # from here on a SIGTERM stops at the next safe point, and exits 0
+        return leave(config, train_and_report(config))
 
 
 def train_and_report(config: TrainConfig) -> int:
@@ -51,6 +53,10 @@ def train_and_report(config: TrainConfig) -> int:
             raise
         print(f"error: {disk_full_message(err, config)}", file=sys.stderr)
         return EXIT_DISK_FULL
+    if result.preempted and not result.began:
+        print("preempted before the first training step; nothing was lost: rerun the same command to start "
+              "(or resume from the run's last checkpoint)")
+        return config.preempted_exit_code
     if result.preempted:
         print(f"preempted: checkpoint written at step {result.global_step}/{result.total_steps}; "
               "rerun the same command to resume")

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import DiskFullError, atomic_path, read_json, remove_stale, sha256_of, write_json_atomic
+from common.atomic import (DiskFullError, atomic_path, is_temporary, read_json, remove_stale, sha256_of,
+                           write_json_atomic)
 from training.config import ConfigError, TrainConfig
 
 KEEP_CHECKPOINTS = 2  # the newest and the one before it: a damaged newest one falls back to it
@@ -36,6 +37,11 @@ CHECKPOINT_FILE = "ckpt-{step:09d}.weights.h5"
 CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{9})\.weights\.h5$")
 CHECKPOINT_SLACK = 64 * 1024  # HDF5 metadata, and room for checkpoint.json beside the weights
 EPOCH_RECORDS = 1024 * 1024  # a sample grid, history.json, TensorBoard events: generous for one epoch
+# Every name a run (or export.evaluate, writing evaluation.json) puts at its top level: --overwrite
+# deletes these and nothing else.
+RUN_ENTRIES = frozenset({"config.json", "dataset.json", "samples", "tensorboard", "checkpoints", "history.json",
+                         "generator.keras", "discriminator.keras", "generator_best.keras", "best.json",
+                         "evaluation.json"})
 
 
 class RunDirectory:
@@ -54,22 +60,24 @@ class RunDirectory:
 
     # -- creation and resumption ----------------------------------------------------------------
 
-    def check_compatible(self, config: TrainConfig, overwrite: bool) -> bool:
-        """Return True when this directory holds a run of `config` to resume (never with `overwrite`).
-        Writes nothing.
+    def check_compatible(self, config: TrainConfig, overwrite: bool, dataset: dict | None = None) -> bool:
+        """Return True when this directory holds a run of `config` on `dataset` to resume (never
+        with `overwrite`). Writes nothing.
 
-        Raises ConfigError for a path that is a file, a non-empty directory that is not a run, or
-        a run of a different config (unless `overwrite`).
+        Raises ConfigError for a path that is a file or a dangling link, a non-empty directory that
+        is not a run, a run holding files a run does not write (with `overwrite`: they would be
+        deleted), or a run of a different config or data (unless `overwrite`).
         """
-        if self.root.exists() and not self.root.is_dir():
-            raise ConfigError(f"--output-dir {self.root} is a file; choose a directory path.")
-        if overwrite or not self.root.exists() or not any(self.root.iterdir()):
-            return False  # --overwrite starts over, whatever the directory holds
+        self._check_path()
+        if not self.root.exists() or not any(self.root.iterdir()):
+            return False
         if not self.config_path.is_file():
-            raise ConfigError(
-                f"--output-dir {self.root} is not empty and holds no config.json, so it is not a run "
-                "directory. Choose another --output-dir, or pass --overwrite to replace its contents."
-            )
+            deleted = "; --overwrite replaces only a run, so nothing was deleted" if overwrite else ""
+            raise ConfigError(f"--output-dir {self.root} is not empty and is not a run directory (it holds "
+                              f"{_listing(self.foreign_entries())}){deleted}. Choose a new or empty --output-dir.")
+        if overwrite:
+            self._check_only_ours()
+            return False  # --overwrite starts over, whatever run the directory holds
         saved = TrainConfig.from_dict(read_json(self.config_path), source=str(self.config_path))
         differences = saved.differences(config)
         if differences:
@@ -78,19 +86,48 @@ class RunDirectory:
                 f"{self.root} holds a run with a different config ({details}). Use another "
                 "--output-dir to start a new run, or pass --overwrite to replace this one."
             )
-        return not differences
+        if dataset is not None:
+            check_same_data(self.read_dataset(), dataset, self.root)
+        return True
+
+    def foreign_entries(self) -> list[str]:
+        """Names in the directory that no training run writes: a user's files, never ours to delete."""
+        return sorted(p.name for p in self.root.iterdir() if p.name not in RUN_ENTRIES and not is_temporary(p.name))
+
+    def read_dataset(self) -> dict | None:
+        return read_json(self.dataset_path) if self.dataset_path.is_file() else None
 
     def create(self, config: TrainConfig, resume: bool, dataset: dict) -> None:
         """Make the directory (emptied first unless resuming, stale temporary files removed when
         resuming); record the config and the dataset."""
+        self._check_path()
         if not resume and self.root.exists():
-            shutil.rmtree(self.root)
+            self._check_only_ours()
+            for entry in self.root.iterdir():  # the entries, not the root: it may be a link or a mount
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         for directory in (self.root, self.samples_dir, self.checkpoints_dir):
             remove_stale(directory)  # what a killed process was writing: only files no live writer holds
         for directory in (self.samples_dir, self.tensorboard_dir, self.checkpoints_dir):
             directory.mkdir(parents=True, exist_ok=True)
         dataclasses.replace(config, overwrite=False).save(self.config_path)  # see config.ACTION_KEYS
         write_json_atomic(self.dataset_path, dataset)
+
+    def _check_path(self) -> None:
+        if self.root.is_symlink() and not self.root.exists():
+            raise ConfigError(f"--output-dir {self.root} is a link to {os.readlink(self.root)}, which does not "
+                              "exist; create that directory or choose another --output-dir.")
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"--output-dir {self.root} is a file; choose a directory path.")
+
+    def _check_only_ours(self) -> None:
+        foreign = self.foreign_entries()
+        if foreign:
+            raise ConfigError(f"--output-dir {self.root} holds files a training run does not write "
+                              f"({_listing(foreign)}); --overwrite replaces only a run, so nothing was deleted. "
+                              "Move them away or choose a new --output-dir.")
 
     # -- artifacts --------------------------------------------------------------------------------
 
@@ -169,9 +206,10 @@ class RunDirectory:
             gan.save_weights(tmp)
             digest = sha256_of(tmp)
         try:
-            older = [e for e in self.checkpoint_entries() if e["step"] < step and self._confined(e["weights"])]
-        except CheckpointDamaged:
-            older = []
+            listed = self.checkpoint_entries()
+        except CheckpointDamaged:  # never delete what cannot be accounted for: keep the files on disk
+            listed = self._entries_on_disk()
+        older = [e for e in listed if e["step"] < step and self._confined(e["weights"])]
         older = [e for e in older if (self.checkpoints_dir / e["weights"]).is_file()]
         kept = [{"step": step, "weights": name, "sha256": digest}] + older[: KEEP_CHECKPOINTS - 1]
         self._write_pointer(kept)
@@ -188,20 +226,20 @@ class RunDirectory:
         damaged files are moved aside to `*.damaged` and `checkpoint.json` is rewritten to list only
         intact ones.
         """
+        pointer_damaged = False
         try:
             entries = self.checkpoint_entries()
         except CheckpointDamaged as err:  # fall back to the files on disk, newest first, unverified
-            entries = [{"step": int(m.group(1)), "weights": p.name} for p in self.checkpoints_dir.glob("ckpt-*")
-                       if (m := CHECKPOINT_NAME.match(p.name))]
-            entries.sort(key=lambda e: -e["step"])
+            entries, pointer_damaged = self._entries_on_disk(), True
             _warn(f"{err}; trying the checkpoint files on disk, newest first.")
         problems = []
         for index, entry in enumerate(entries):
             problem = self._verify(entry) or self._load(gan, entry)
             if problem is None:
-                if problems and repair:
+                if (problems or pointer_damaged) and repair:  # else the next save would drop this one
                     self._set_aside(entries[:index])
-                    self._write_pointer(entries[index:])
+                    restored = {**entry, "sha256": entry.get("sha256") or sha256_of(self.checkpoints_dir / entry["weights"])}
+                    self._write_pointer([restored] + [e for e in entries[index + 1:] if "sha256" in e])
                 return entry["step"]
             problems.append(problem)
             later = "trying the one before it" if index + 1 < len(entries) else "no older checkpoint is left"
@@ -212,6 +250,12 @@ class RunDirectory:
         return 0
 
     # -- checkpoint internals -------------------------------------------------------------------
+
+    def _entries_on_disk(self) -> list[dict]:
+        """The checkpoint files present, newest first, without checksums (when the pointer is unreadable)."""
+        entries = [{"step": int(m.group(1)), "weights": p.name} for p in self.checkpoints_dir.glob("ckpt-*")
+                   if (m := CHECKPOINT_NAME.match(p.name))]
+        return sorted(entries, key=lambda e: -e["step"])
 
     def _confined(self, name: str) -> bool:
         """Only plain `ckpt-<step>.weights.h5` names inside `checkpoints/`: never ../ or absolute paths."""
@@ -266,6 +310,17 @@ class RunDirectory:
         return int(sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables) * 1.1) + CHECKPOINT_SLACK
 
 
+def check_same_data(saved: dict | None, current: dict, root: Path) -> None:
+    """Refuse to resume on other data than the run started with (a `dataset.json` written before
+    fingerprints existed is compared on what it has: size, shape, classes)."""
+    changed = [k for k in ("num_images", "image_shape", "class_names", "fingerprint")
+               if saved and k in saved and saved[k] != current.get(k)]
+    if changed:
+        details = "; ".join(f"{k}: {saved[k]!r} -> {current.get(k)!r}" for k in changed)
+        raise ConfigError(f"The training data changed since the run in {root} started ({details}). Resume with "
+                          "the data it started with, or start a new run with another --output-dir.")
+
+
 class CheckpointDamaged(ValueError):
     """checkpoint.json cannot be read."""
 
@@ -273,3 +328,8 @@ class CheckpointDamaged(ValueError):
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _listing(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -18,7 +18,7 @@ import keras
 
 from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, SampleGrid, Throughput, TimeBudget,
                                 tensorboard_callbacks)
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, absolute_path
 from training.data import ImageData, load_data, load_held_out, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
 from training.gan import GAN
@@ -27,6 +27,7 @@ from common.grid import sample_inputs
 from training.losses import get_loss
 from training.models import discriminator_for, generator_for
 from training.precision import float32_generator, precision_policy, weights_digest
+from training import sigterm
 from training.rundir import RunDirectory
 from training.strategy import check_batch_size, is_chief, make_strategy, worker_agreement
 
@@ -41,6 +42,7 @@ class RunResult:
     history: list[dict]
     preempted: bool = False
     generator_digest: str = ""
+    began: bool = True  # False: stopped (SIGTERM) before the first training step
 
 
 @dataclass
@@ -62,7 +64,13 @@ class TrainingCallbacks:
 
 
 def train(config: TrainConfig) -> RunResult:
-    """Train per `config`, resuming from the run directory's last checkpoint when there is one."""
+    """Train per `config`, resuming from the run directory's last checkpoint when there is one.
+    A SIGTERM at any point stops at the next safe one (see `training.sigterm`)."""
+    with sigterm.noted():
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> RunResult:
     started = time.time()
     config.validate()
     strategy = make_strategy(config.strategy, config)  # first: multi-worker must set up collectives before TF starts
@@ -70,25 +78,30 @@ def train(config: TrainConfig) -> RunResult:
     labelled, data = load_training_data(config)
     config = resolve(config, data)
     held_out = load_held_out(config.dataset, config.eval_reference_dir, config.image_size, config.channels,
-                             labelled.num_classes) if config.eval_every else None  # before the run dir exists
+                             labelled.class_names) if config.eval_every else None  # before the run dir exists
     check_batch_size(strategy, config.batch_size)
     steps_per_epoch = plan_epoch(config, data)
     total_steps = steps_per_epoch * config.epochs
 
     run = RunDirectory(config.output_dir)
-    resume = run.check_compatible(config, config.overwrite)  # every worker: one decision, one error message
+    if sigterm.requested() and not is_multi_worker(strategy):  # nothing written yet
+        return preempted_before_training(run, started)
+    dataset = data.describe(config.dataset, config.data_dir)
+    resume = run.check_compatible(config, config.overwrite, dataset)  # every worker: one decision, one error
     chief = is_chief(strategy)
     agree = worker_agreement(strategy) if is_multi_worker(strategy) else None  # stop decisions, all workers
     if agree:  # a barrier: no worker still reads the directory when the chief rewrites it (else a late
         agree([False])  # worker finds it half-made, "not a run directory", or resumes a run being replaced)
     if chief:
-        run.create(config, resume, data.describe(config.dataset))
+        run.create(config, resume, dataset)
 
     # Outside strategy.scope() and the dtype policy: float32 models only the chief holds (no collectives).
     evaluator = None
     if chief and config.eval_every:
         with random_state_kept():  # evaluation observes: one seed, one model, with or without it
             evaluator = build_evaluator(config, labelled, held_out, data.num_classes)
+    if sigterm.requested() and not agree:  # the run directory resumes from where it was
+        return preempted_before_training(run, started)
     with checkpoint_directory(run, chief) as backups:
         with precision_policy(config.mixed_precision) as policy, strategy.scope():
             gan = build_gan(config, data.num_classes)
@@ -110,6 +123,11 @@ def train(config: TrainConfig) -> RunResult:
     return RunResult(run.root, step, total_steps, bool(callbacks.budget and callbacks.budget.triggered),
                      time.time() - started, run.read_history() if chief else [], callbacks.preempted,
                      weights_digest(generator))
+
+
+def preempted_before_training(run: RunDirectory, started: float) -> RunResult:
+    """A SIGTERM before the first step: stop with nothing half-done; a rerun starts or resumes."""
+    return RunResult(run.root, 0, 0, False, time.time() - started, [], preempted=True, began=False)
 
 
 # -- the steps, in the order `train` takes them -------------------------------------------------
@@ -150,9 +168,12 @@ def load_training_data(config: TrainConfig) -> tuple[ImageData, ImageData]:
 
 
 def resolve(config: TrainConfig, data: ImageData) -> TrainConfig:
-    """Fill in what defaults to the data (size, channels) or the loss (d_steps), and the run dir."""
+    """Fill in what defaults to the data (size, channels) or the loss (d_steps), and the run dir;
+    data paths become absolute, so export and evaluation find the data from any directory."""
     return dataclasses.replace(
         config,
+        data_dir=absolute_path(config.data_dir),
+        eval_reference_dir=absolute_path(config.eval_reference_dir),
         image_size=int(data.images.shape[1]),
         channels=int(data.images.shape[-1]),
         d_steps=config.resolved_d_steps,
@@ -260,6 +281,8 @@ def fit_until_done(gan: GAN, data: ImageData, config: TrainConfig, steps_per_epo
     """
     step = start_step
     while step < total_steps and not callbacks.stopped:
+        if step != start_step and callbacks.preemption and callbacks.preemption.stop_between_fits():
+            break
         epoch, offset = divmod(step, steps_per_epoch)
         dataset = make_pipeline(data, config.batch_size, config.latent_dim, config.d_steps, config.seed, step)
         gan.fit(

@@ -1,0 +1,35 @@
+"""What README and BENCHMARKS say is what the code does (issue 21, item 10). No TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.conftest import REPO
+from training.config import RESUMABLE_KEYS
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _paragraph(text: str, containing: str) -> str:
+    return " ".join(next(p for p in text.split("\n\n") if containing in p).split())
+
+
+def test_the_readme_names_every_flag_that_may_change_on_resume():
+    said = _paragraph(README, "On resume these may change")
+    flags = {"--" + key.replace("_", "-") for key in RESUMABLE_KEYS - {"output_dir"}}  # where, not a flag to change
+    assert not {flag for flag in flags if f"`{flag}`" not in said}
+
+
+def test_the_readme_promises_no_benchmark_time_it_does_not_keep():
+    said = _paragraph(README, "benchmarks/results/<name>.json")
+    assert "within 10 minutes" not in said and "20-25 minutes" in said
+
+
+def test_benchmark_results_are_not_ignored_by_git():
+    ignored = subprocess.run(["git", "check-ignore", "-q", "benchmarks/results/quality.json"], cwd=REPO)
+    assert ignored.returncode == 1, "benchmarks/results/ is ignored: the raw numbers behind BENCHMARKS.md get lost"
+
+
+def test_the_readme_calls_the_inception_fid_what_it_is():
+    assert "standard Inception FID" not in README
+    assert "not comparable with published FIDs" in README
