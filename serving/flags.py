@@ -29,8 +29,6 @@ NOT_APPLICABLE = {
     "enable_per_model_batching_parameters": "use --batching_parameters_file",
     "num_load_threads": "versions load one at a time, off the event loop",
     "num_unload_threads": "versions unload once their in-flight requests finish",
-    "max_num_load_retries": "a failed version is reported END with its error and retried on the next poll",
-    "load_retry_interval_micros": "failed versions are retried every --file_system_poll_wait_seconds",
     "flush_filesystem_caches": "onnxruntime reads the model once",
     "tensorflow_session_parallelism": "use --intra-op-threads",
     "tensorflow_session_config_file": "use --intra-op-threads and --device",
@@ -89,6 +87,10 @@ def add_tfserving_flags(parser: argparse.ArgumentParser) -> None:
                      help="Re-read --model_config_file this often (0: read once at start-up).")
     tfs.add_argument("--file_system_poll_wait_seconds", type=int, default=1,
                      help="Look for new versions under each base path this often (0: only at start-up).")
+    tfs.add_argument("--max_num_load_retries", type=int, default=5,
+                     help="Retries of a version whose load failed; then it waits until its files change.")
+    tfs.add_argument("--load_retry_interval_micros", type=int, default=60_000_000,
+                     help="Wait between those retries (microseconds).")
     tfs.add_argument("--enable_batching", dest="batching", type=parse_bool, nargs="?", const=True,
                      default=argparse.SUPPRESS, help="Dynamic batching (= --batching; on by default here).")
     tfs.add_argument("--batching_parameters_file", default=None,
@@ -149,6 +151,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.num_batch_threads = settings.num_batch_threads
         args.max_enqueued_batches = settings.max_enqueued_batches
     args.prometheus_path = read_monitoring_config(args.monitoring_config_file)
+    if args.max_num_load_retries < 0 or args.load_retry_interval_micros < 0:
+        raise ConfigError("--max_num_load_retries and --load_retry_interval_micros must be >= 0")
     if args.grpc_port and args.grpc_port == args.rest_port:
         raise ConfigError(f"--rest_api_port cannot be the same as --port ({args.grpc_port}); use a different port")
     return args

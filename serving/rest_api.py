@@ -139,7 +139,7 @@ def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict,
     return {input_names[0]: inputs}, "columnar", signature_name
 
 
-def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 20, readiness=lambda: True,
+def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 20, readiness=lambda: (True, ""),
                read_timeout: float = 30.0, request_timeout: float | None = None, prometheus_path: str | None = None):
     """`request_timeout` (--rest_api_timeout_in_ms): longest a prediction may take, else 504 as TF
     Serving; `prometheus_path`: the monitoring config's path, served beside /metrics."""
@@ -230,8 +230,10 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
         return await handlers[target.method](request, target)
 
     async def ready(request: Request):
-        ok = readiness()
-        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+        """200 only while predictions can be answered for every configured model; else 503 and why."""
+        ok, reason = readiness()
+        body = {"status": "ready"} if ok else {"status": "not ready", "reason": reason}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def healthz(request: Request):
         return JSONResponse({"status": "alive"})

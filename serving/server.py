@@ -35,6 +35,7 @@ from serving.flags import add_tfserving_flags, refuse_not_applicable, resolve
 from serving.model_manager import ModelManager, poll_forever
 from serving.onnx_generator import OnnxGenerator
 from serving.server_config import read_models_config
+from serving.version_watch import LoadGate
 from serving.rest_api import create_app, guarded_h11_protocol
 from serving.service import GeneratorService
 
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Longest a client may take to send a request's headers and body (gRPC: its handshake).")
     p.add_argument("--idle-timeout-seconds", type=float, default=30.0,
                    help="Idle connections (no request in flight) are closed after this long.")
+    p.add_argument("--version-settle-seconds", type=float, default=2.0,
+                   help="A new version's files must be unchanged this long before it is loaded (a version "
+                        "still being copied is not loaded half-written).")
     p.add_argument("--grace-seconds", type=float, default=10.0, help="Time in-flight requests get on shutdown.")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_tfserving_flags(p)
@@ -148,16 +152,20 @@ async def serve(args) -> None:
         batcher.start()
         return batcher
 
+    gate = LoadGate(args.version_settle_seconds, args.max_num_load_retries, args.load_retry_interval_micros / 1e6)
     manager = ModelManager(lambda path: OnnxGenerator(path, device=args.device, variant=args.variant,
                                                       intra_op_threads=args.intra_op_threads or None),
-                           new_batcher, args.allow_version_labels_for_unavailable_models)
+                           new_batcher, args.allow_version_labels_for_unavailable_models, gate)
     await manager.apply(args.models, initial=True)
     service = GeneratorService(manager.models, manager.batchers, args.max_request_batch, manager=manager)
     state = {"ready": False}
 
+    def readiness() -> tuple[bool, str]:  # serving, and every configured model has a version AVAILABLE
+        return manager.readiness() if state["ready"] else (False, "starting or shutting down")
+
     rest = None
     if rest_socket:
-        app = create_app(service, metrics, args.max_body_bytes, readiness=lambda: state["ready"],
+        app = create_app(service, metrics, args.max_body_bytes, readiness=readiness,
                          read_timeout=args.read_timeout_seconds, request_timeout=args.rest_api_timeout_in_ms / 1000
                          if args.rest_api_timeout_in_ms > 0 else None, prometheus_path=args.prometheus_path)
         rest = build_rest(app, rest_socket, metrics, args)
