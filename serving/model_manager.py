@@ -143,7 +143,7 @@ class ModelManager:
                 if model is None:
                     model = self.models[config.name] = ManagedModel(config)
                 model.config = config
-            await self._load_all([self.models[c.name] for c in configs], initial)
+            await self._load_all([self.models[c.name] for c in configs], at_once=True)  # an operator's change
             for config in configs:
                 model = self.models[config.name]
                 if initial and not model.versions:
@@ -187,9 +187,10 @@ class ModelManager:
             return {}, {v for v, s in model.servables.items() if s.state == "AVAILABLE"}
         return on_disk, model.config.aspired(sorted(on_disk))
 
-    async def _load_all(self, models: list[ManagedModel], initial: bool = False) -> None:
+    async def _load_all(self, models: list[ManagedModel], at_once: bool = False) -> None:
         """Start the loads the policies want (marked LOADING at once, so no one starts them twice),
-        then wait for them and for loads already under way."""
+        then wait for them and for loads already under way. `at_once`: no waiting for files to
+        settle (start-up and config changes; polls wait)."""
         started, waiting = [], []
         for model in models:
             on_disk, aspired = self._aspired(model)
@@ -199,7 +200,7 @@ class ModelManager:
                     waiting.append(servable.loaded)
                 if servable is not None and servable.state in ("LOADING", "AVAILABLE", "UNLOADING"):
                     continue
-                if not self.gate.may_load((model.name, version), on_disk[version], initial):
+                if not self.gate.may_load((model.name, version), on_disk[version], at_once):
                     continue
                 servable = model.servables[version] = Servable(version, on_disk[version], state="LOADING")
                 started.append((model, servable))

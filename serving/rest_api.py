@@ -33,6 +33,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from serving import rest_paths
+from serving.rest_intake import decode_json, decode_predict
 from serving.service import GeneratorService, RequestError
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,6 +48,8 @@ def _error(status: int, message: str) -> JSONResponse:
     headers = {"retry-after": "1"} if status == 429 else {}
     if status in (408, 413):  # the rest of the body is not read: the connection cannot be reused
         headers["connection"] = "close"
+    if len(message) > 1000:  # whatever a request names, the answer stays short
+        message = message[:1000] + f"... ({len(message)} characters)"
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -91,58 +94,13 @@ async def _unless_client_leaves(request: Request, work):
     raise ClientGone()
 
 
-def _parse_json(body: bytes):
-    """JSON with TF Serving's (rapidjson's) error wording."""
-    if not body.strip():
-        raise RequestError("INVALID_ARGUMENT", "JSON Parse error: The document is empty")
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise RequestError("INVALID_ARGUMENT", "JSON Parse error: nested too deeply; a request needs at most "
-                           "3 levels (instances -> row -> values)") from None
-    except ValueError as err:  # bad JSON, bad UTF-8, or an integer over Python's 4,300-digit limit
-        raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: Invalid value ({err})") from None
-
-
-def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict, str, str]:
-    """TF Serving's row ("instances") or columnar ("inputs") request -> (inputs, format, signature_name)."""
-    payload = _parse_json(body)
-    if not isinstance(payload, dict):
-        raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object with 'instances' or 'inputs'")
-    signature_name = payload.get("signature_name", "")
-    if not isinstance(signature_name, str):
-        raise RequestError("INVALID_ARGUMENT", "'signature_name' key must be a string value.")
-    has_instances, has_inputs = "instances" in payload, "inputs" in payload
-    if has_instances == has_inputs:
-        raise RequestError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key" if not has_instances else
-                           "Request payload must have either 'instances' or 'inputs', not both")
-    if has_instances:
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise RequestError("INVALID_ARGUMENT", "'instances' must be a list (one entry per row)")
-        if instances and all(isinstance(i, dict) for i in instances):
-            keys = set(instances[0])
-            if any(set(i) != keys for i in instances):
-                raise RequestError("INVALID_ARGUMENT", "every instance must name the same inputs")
-            return {k: [i[k] for i in instances] for k in keys}, "row", signature_name
-        if any(isinstance(i, dict) for i in instances):
-            raise RequestError("INVALID_ARGUMENT", "instances mix objects and plain values")
-        if len(input_names) > 1:
-            raise RequestError("INVALID_ARGUMENT", f"this model takes inputs {list(input_names)}: send each instance as "
-                               'an object, e.g. {"z": [...], "label": 3}')
-        return {input_names[0]: instances}, "row", signature_name
-    inputs = payload["inputs"]
-    if isinstance(inputs, dict):
-        return inputs, "columnar", signature_name
-    if len(input_names) > 1:
-        raise RequestError("INVALID_ARGUMENT", f"this model takes inputs {list(input_names)}: send 'inputs' as an object")
-    return {input_names[0]: inputs}, "columnar", signature_name
-
-
-def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 20, readiness=lambda: (True, ""),
+def create_app(service: GeneratorService, metrics, max_body_bytes=16 << 20, readiness=lambda: (True, ""),
                read_timeout: float = 30.0, request_timeout: float | None = None, prometheus_path: str | None = None):
-    """`request_timeout` (--rest_api_timeout_in_ms): longest a prediction may take, else 504 as TF
+    """`max_body_bytes`: a number, or a function giving it (the limit follows the served models);
+    `request_timeout` (--rest_api_timeout_in_ms): longest a prediction may take, else 504 as TF
     Serving; `prometheus_path`: the monitoring config's path, served beside /metrics."""
+    body_limit = max_body_bytes if callable(max_body_bytes) else lambda: max_body_bytes
+
     def timed(method: str):
         def decorate(handler):
             async def endpoint(request: Request, target: rest_paths.Target):
@@ -170,8 +128,10 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
     async def predict(request: Request, target: rest_paths.Target):
         name, version, label = target.name, target.version, target.label
         _, model = service.resolve(name, version, label)
-        body = await _read_body(request, max_body_bytes, read_timeout)
-        inputs, style, signature_name = parse_predict_body(body, model.info.input_names)
+        body = await _read_body(request, body_limit(), read_timeout)
+        # Parsed and checked in a worker: the loop (and every gRPC call on it) keeps going meanwhile.
+        inputs, style, signature_name = await asyncio.to_thread(decode_predict, body, model.info.input_names,
+                                                                service.max_request_batch)
         try:
             async with asyncio.timeout(request_timeout):
                 _, images = await _unless_client_leaves(request, service.predict(name, inputs, version, label,
@@ -192,7 +152,7 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
     async def classify_or_regress(request: Request, target: rest_paths.Target):
         """A generator has only a predict signature: TF Serving's own refusals, after its own checks."""
         service.resolve(target.name, target.version, target.label)
-        payload = _parse_json(await _read_body(request, max_body_bytes, read_timeout))
+        payload = await asyncio.to_thread(decode_json, await _read_body(request, body_limit(), read_timeout))
         signature_name = payload.get("signature_name") or "serving_default" if isinstance(payload, dict) else ""
         if signature_name != "serving_default":
             raise RequestError("INVALID_ARGUMENT", f"No signature was found with the name: {signature_name}")

@@ -37,6 +37,7 @@ from serving.onnx_generator import OnnxGenerator
 from serving.server_config import read_models_config
 from serving.version_watch import LoadGate
 from serving.rest_api import create_app, guarded_h11_protocol
+from serving.rest_intake import default_body_limit
 from serving.service import GeneratorService
 
 log = logging.getLogger("serving.server")
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Longest a batch waits for more requests once a runner is free (0: natural batching only).")
     p.add_argument("--num-batch-threads", type=int, default=2, help="Batches run at once.")
     p.add_argument("--max-request-batch", type=int, default=256, help="Most rows one request may ask for.")
-    p.add_argument("--max-body-bytes", type=int, default=16 << 20, help="Largest request body (REST and gRPC).")
+    p.add_argument("--max-body-bytes", type=int, default=None,
+                   help="Largest request body, REST and gRPC (default: twice the largest legal request of the "
+                        "served models, --max-request-batch rows of z as JSON at 25 bytes a value, and at least "
+                        "1 MiB: 1 MiB for 256 rows x 64 values; a bigger body is refused unread, 413).")
     p.add_argument("--max-enqueued-batches", type=int, default=16,
                    help="Full batches that may wait per model version; beyond that requests get 429 / "
                         "RESOURCE_EXHAUSTED at once (TF Serving's max_enqueued_batches).")
@@ -114,10 +118,10 @@ def build_rest(app, sock: socket.socket, metrics, args) -> _Uvicorn:
         http=guarded_h11_protocol(args.read_timeout_seconds, args.max_connections, closed)))
 
 
-def bind_grpc(args) -> grpc.aio.Server:
-    """A gRPC server bound to --grpc-port (handlers are added once the model is loaded)."""
+def bind_grpc(args, max_message_bytes: int) -> grpc.aio.Server:
+    """A gRPC server bound to --grpc-port (handlers are added before it starts)."""
     ms = lambda seconds: int(seconds * 1000)  # noqa: E731
-    options = [("grpc.max_receive_message_length", args.max_body_bytes),
+    options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", 256 << 20),
                ("grpc.so_reuseport", 0),  # else a second server silently shares (steals from) the port
                ("grpc.max_allowed_incoming_connections", args.max_connections),
@@ -142,7 +146,8 @@ def bind_grpc(args) -> grpc.aio.Server:
 async def serve(args) -> None:
     # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
     rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
-    grpc_server = bind_grpc(args) if args.grpc_port else None
+    if args.grpc_port:
+        bind_socket(args.host, args.grpc_port, "--grpc-port").close()
 
     metrics = ServerMetrics()
 
@@ -158,6 +163,12 @@ async def serve(args) -> None:
                            new_batcher, args.allow_version_labels_for_unavailable_models, gate)
     await manager.apply(args.models, initial=True)
     service = GeneratorService(manager.models, manager.batchers, args.max_request_batch, manager=manager)
+
+    def body_limit() -> int:  # follows the served models: a new version with a wider z raises it
+        dims = [g.info.latent_dim for m in manager.models.values() for g in m.versions.values()]
+        return args.max_body_bytes or default_body_limit(args.max_request_batch, dims)
+
+    grpc_server = bind_grpc(args, body_limit()) if args.grpc_port else None
     state = {"ready": False}
 
     def readiness() -> tuple[bool, str]:  # serving, and every configured model has a version AVAILABLE
@@ -165,7 +176,7 @@ async def serve(args) -> None:
 
     rest = None
     if rest_socket:
-        app = create_app(service, metrics, args.max_body_bytes, readiness=readiness,
+        app = create_app(service, metrics, body_limit, readiness=readiness,
                          read_timeout=args.read_timeout_seconds, request_timeout=args.rest_api_timeout_in_ms / 1000
                          if args.rest_api_timeout_in_ms > 0 else None, prometheus_path=args.prometheus_path)
         rest = build_rest(app, rest_socket, metrics, args)
@@ -190,8 +201,8 @@ async def serve(args) -> None:
                                            args.model_config_file_poll_wait_seconds, read_models_config))
     served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in manager.models.values())
     first = next(iter(next(iter(manager.models.values())).versions.values()))
-    log.warning("Serving %s on %s: REST %s, gRPC %s; %s", served, args.host, args.rest_port or "off",
-                args.grpc_port or "off", first.description)
+    log.warning("Serving %s on %s: REST %s, gRPC %s; %s; bodies up to %d bytes", served, args.host,
+                args.rest_port or "off", args.grpc_port or "off", first.description, body_limit())
 
     waiters = [loop.create_task(stop.wait())] + ([rest_task] if rest_task else [])
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

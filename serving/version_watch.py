@@ -66,8 +66,8 @@ class LoadGate:
         self.clock, self.wall_clock = clock, wall_clock
         self._records: dict[tuple[str, int], _Record] = {}
 
-    def may_load(self, key: tuple[str, int], model_file: Path, initial: bool = False) -> bool:
-        """True when the files have settled (start-up: at once) and no retry wait is pending."""
+    def may_load(self, key: tuple[str, int], model_file: Path, at_once: bool = False) -> bool:
+        """True when the files have settled (`at_once`: no matter) and no retry wait is pending."""
         try:
             current = fingerprint(model_file)
         except OSError:
@@ -76,7 +76,7 @@ class LoadGate:
         changed = record is not None and record.fingerprint != current
         if record is None or changed:  # new files: earlier failures no longer count
             record = self._records[key] = _Record(current)
-        if not initial:
+        if not at_once:
             newest = max((entry[2] for entry in current), default=0) / 1e9
             if changed or newest > self.wall_clock() - self.settle_seconds:
                 return False  # still being written: wait until a later look sees it unchanged
