@@ -49,8 +49,9 @@ def decode_json(body: bytes):
         raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: Invalid value ({str(err)[:200]})") from None
 
 
-def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict, str, str]:
-    """TF Serving's row ("instances") or columnar ("inputs") request -> (inputs, format, signature_name)."""
+def parse_predict_body(body: bytes, input_names: tuple[str, ...], max_rows: int | None = None) -> tuple[dict, str, str]:
+    """TF Serving's row ("instances") or columnar ("inputs") request -> (inputs, format, signature_name);
+    `max_rows`: more instances than this are refused before they are regrouped."""
     payload = decode_json(body)
     if not isinstance(payload, dict):
         raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object with 'instances' or 'inputs'")
@@ -62,7 +63,10 @@ def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict,
         raise RequestError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key" if not has_instances else
                            "Request payload must have either 'instances' or 'inputs', not both")
     if has_instances:
-        return _rows(payload["instances"], input_names), "row", signature_name
+        instances = payload["instances"]
+        if max_rows is not None and isinstance(instances, list) and len(instances) > max_rows:
+            raise _too_many_rows(len(instances), max_rows)
+        return _rows(instances, input_names), "row", signature_name
     inputs = payload["inputs"]
     if isinstance(inputs, dict):
         return inputs, "columnar", signature_name
@@ -92,8 +96,7 @@ def check_json_inputs(inputs: dict, max_rows: int) -> None:
     signature would refuse (a boolean in z, a non-integer label) never become arrays."""
     for name, value in inputs.items():
         if isinstance(value, list) and len(value) > max_rows:
-            raise RequestError("INVALID_ARGUMENT", f"batch of {len(value)} rows is over this server's per-request "
-                               f"limit of {max_rows}; split the request")
+            raise _too_many_rows(len(value), max_rows)
     z = inputs.get("z")
     for row in z if isinstance(z, list) else ():
         for value in row if isinstance(row, list) else (row,):
@@ -109,8 +112,13 @@ def check_json_inputs(inputs: dict, max_rows: int) -> None:
                                "expected type: int32 (input 'label' must hold integers)")
 
 
+def _too_many_rows(rows: int, max_rows: int) -> RequestError:
+    return RequestError("INVALID_ARGUMENT", f"batch of {rows} rows is over this server's per-request limit of "
+                        f"{max_rows}; split the request")
+
+
 def decode_predict(body: bytes, input_names: tuple[str, ...], max_rows: int) -> tuple[dict, str, str]:
     """Everything a predict body needs before the model: run it in a worker thread."""
-    inputs, style, signature_name = parse_predict_body(body, input_names)
+    inputs, style, signature_name = parse_predict_body(body, input_names, max_rows)
     check_json_inputs(inputs, max_rows)
     return inputs, style, signature_name
