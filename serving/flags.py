@@ -16,10 +16,13 @@ never believes a setting took effect when it did not. The one deliberate differe
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
-from serving.server_config import (BatchingSettings, ConfigError, ModelConfig, read_batching_parameters,
-                                   read_models_config, read_monitoring_config)
+from serving.server_config import (USED_BATCHING_FIELDS, BatchingSettings, ConfigError, ModelConfig,
+                                   read_batching_parameters, read_models_config, read_monitoring_config)
+
+log = logging.getLogger("serving.server")
 
 # TF Serving flags (tensorflow_serving/model_servers/main.cc) that do not apply here, with what to use instead.
 NOT_APPLICABLE = {
@@ -150,6 +153,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.batch_timeout_ms = settings.batch_timeout_micros / 1000.0
         args.num_batch_threads = settings.num_batch_threads
         args.max_enqueued_batches = settings.max_enqueued_batches
+        if settings.no_effect:  # accepted, as TF Serving accepts them, and said once
+            log.warning("%s: %s have no effect on the onnxruntime batcher (it uses %s)", args.batching_parameters_file,
+                        ", ".join(settings.no_effect), ", ".join(USED_BATCHING_FIELDS))
     args.prometheus_path = read_monitoring_config(args.monitoring_config_file)
     if args.max_num_load_retries < 0 or args.load_retry_interval_micros < 0:
         raise ConfigError("--max_num_load_retries and --load_retry_interval_micros must be >= 0")
