@@ -12,7 +12,7 @@ Every /v1/ URL is parsed with TF Serving's grammar (`rest_paths`): a malformed o
 Errors are TF Serving's `{"error": "..."}` bodies with its status codes; every failure, expected or
 not, is such a body and is counted in the metrics under its status. A client that leaves before its
 answer gets its queued work dropped (status 499 in the metrics, no log line above debug). Slow
-clients are handled in `guarded_h11_protocol`, below the app.
+clients and the connection cap are handled in `serving.connections`, below the app.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from serving import rest_paths
+from serving.connections import ProbationGate
 from serving.rest_intake import decode_json, decode_predict
 from serving.service import GeneratorService, RequestError
 
@@ -216,7 +216,7 @@ def create_app(service: GeneratorService, metrics, max_body_bytes=16 << 20, read
               Route("/ready", ready), Route("/healthz", healthz)]
     routes += [Route(path, prometheus) for path in metrics_paths]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
-    return _Quiet(app)
+    return _Quiet(ProbationGate(app, {"/ready", "/healthz", *metrics_paths}))
 
 
 def _tf_type_error(err: RequestError, inputs: dict) -> RequestError:
@@ -247,57 +247,3 @@ class _Quiet:
             await self.app(scope, receive, send)
         except Exception as err:
             log.error("internal error on %s: %s: %s", scope.get("path", "")[:200], type(err).__name__, err)
-
-
-def guarded_h11_protocol(read_timeout: float, max_connections: int, on_close=lambda reason: None):
-    """uvicorn's h11 protocol plus what it lacks against slow or idle clients: each request's headers
-    must arrive within `read_timeout` of its first byte (or of the connection opening), and at most
-    `max_connections` connections are open at once. At the cap, the oldest connection that is not in
-    the middle of a request is closed to make room (so stalled clients cannot lock good ones out);
-    if every connection is busy, the new one is closed."""
-
-    class GuardedH11Protocol(H11Protocol):
-        _header_timer = None
-
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self._opened = self.loop.time()
-            if len(self.connections) > max_connections:
-                idle = [c for c in self.connections if c is not self and getattr(c, "_opened", None) is not None
-                        and c._between_requests() and not c.transport.is_closing()]
-                victim = min(idle, key=lambda c: c._opened) if idle else self
-                on_close("over_capacity")
-                victim.transport.close()
-                if victim is self:
-                    return
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            if self._header_timer is None and self._between_requests():
-                self._arm()
-            super().data_received(data)
-            if not self._between_requests():  # headers complete: the app's body timeout takes over
-                self._disarm()
-
-        def connection_lost(self, exc):
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _between_requests(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
-
-        def _arm(self):
-            self._header_timer = self.loop.call_later(read_timeout, self._too_slow)
-
-        def _disarm(self):
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self):
-            self._header_timer = None
-            if self._between_requests() and not self.transport.is_closing():
-                on_close("read_timeout")
-                self.transport.close()
-
-    return GuardedH11Protocol

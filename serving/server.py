@@ -36,7 +36,8 @@ from serving.model_manager import ModelManager, poll_forever
 from serving.onnx_generator import OnnxGenerator
 from serving.server_config import read_models_config
 from serving.version_watch import LoadGate
-from serving.rest_api import create_app, guarded_h11_protocol
+from serving.connections import connection_cap, guarded_h11_protocol, raise_fd_limit
+from serving.rest_api import create_app
 from serving.rest_intake import default_body_limit
 from serving.service import GeneratorService
 
@@ -71,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-enqueued-batches", type=int, default=16,
                    help="Full batches that may wait per model version; beyond that requests get 429 / "
                         "RESOURCE_EXHAUSTED at once (TF Serving's max_enqueued_batches).")
-    p.add_argument("--max-connections", type=int, default=1000,
-                   help="Open REST connections, open gRPC connections and concurrent gRPC calls, each at most.")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="Open REST connections, open gRPC connections and concurrent gRPC calls, each at most "
+                        "(default: 1000, or fewer when the file-descriptor limit, raised to its hard limit, cannot "
+                        "hold 2 per connection plus 272; a larger value is lowered to what fits). 16 more REST "
+                        "connections are reserved for /healthz, /ready and metrics.")
     p.add_argument("--read-timeout-seconds", type=float, default=30.0,
                    help="Longest a client may take to send a request's headers and body (gRPC: its handshake).")
     p.add_argument("--idle-timeout-seconds", type=float, default=30.0,
@@ -144,6 +148,12 @@ def bind_grpc(args, max_message_bytes: int) -> grpc.aio.Server:
 
 
 async def serve(args) -> None:
+    fd_limit = raise_fd_limit()
+    cap = connection_cap(fd_limit, args.max_connections)
+    if args.max_connections and cap < args.max_connections:
+        log.warning("--max-connections %d lowered to %d: the file-descriptor limit is %d", args.max_connections,
+                    cap, fd_limit)
+    args.max_connections = cap
     # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
     rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
     if args.grpc_port:
