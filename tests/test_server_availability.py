@@ -105,8 +105,10 @@ def base(tmp_path):
 
 
 def test_a_bad_or_half_copied_version_never_causes_a_404(base, tmp_path):
-    server = Server([f"--model_base_path={base}", "--model_name=g", "--file_system_poll_wait_seconds=1"],
-                    tmp_path / "server.log")
+    # A settle time of 5 s (default 2) keeps a copy that a loaded machine pauses for 2 s from being
+    # half-loaded; the behaviour is the same.
+    server = Server([f"--model_base_path={base}", "--model_name=g", "--file_system_poll_wait_seconds=1",
+                     "--version-settle-seconds=5"], tmp_path / "server.log")
     try:
         numbers = bad_rollout(server, base)
     finally:

@@ -30,6 +30,13 @@ def fresh_get(url: str) -> int | str:
         return type(err).__name__
 
 
+def hold(server, held: list, count: int) -> None:
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", server.rest_port))
+        sock.sendall(HALF_BODY)
+        held.append(sock)
+
+
 @pytest.mark.slow
 def test_health_and_metrics_answer_at_the_cap_and_predictions_get_in(tmp_path):
     write_version(tmp_path / "g", 1)
@@ -37,12 +44,10 @@ def test_health_and_metrics_answer_at_the_cap_and_predictions_get_in(tmp_path):
                      "--read-timeout-seconds", "60"], tmp_path / "server.log")
     held = []
     try:
-        for _ in range(60):  # every slot held by a half-sent body, and more waiting
-            sock = socket.create_connection(("127.0.0.1", server.rest_port))
-            sock.sendall(HALF_BODY)
-            held.append(sock)
+        hold(server, held, 40)  # every slot held by a half-sent body
         health = [fresh_get(server.url + path) for path in ("/healthz", "/ready", "/metrics") for _ in range(5)]
         assert health == [200] * 15, health
+        hold(server, held, 20)  # and more than the reserve besides
         deadline, answer = time.monotonic() + 20, None
         while time.monotonic() < deadline:  # the stalled bodies make room (the read timeout is 60 s)
             try:

