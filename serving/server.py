@@ -147,13 +147,18 @@ def bind_grpc(args, max_message_bytes: int) -> grpc.aio.Server:
     return server
 
 
-async def serve(args) -> None:
+def size_connections(args) -> None:
+    """--max-connections from the file-descriptor limit: a cap the process cannot hold is no cap."""
     fd_limit = raise_fd_limit()
     cap = connection_cap(fd_limit, args.max_connections)
     if args.max_connections and cap < args.max_connections:
         log.warning("--max-connections %d lowered to %d: the file-descriptor limit is %d", args.max_connections,
                     cap, fd_limit)
     args.max_connections = cap
+
+
+async def serve(args) -> None:
+    size_connections(args)
     # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
     rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
     if args.grpc_port:
