@@ -16,10 +16,13 @@ never believes a setting took effect when it did not. The one deliberate differe
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
-from serving.server_config import (BatchingSettings, ConfigError, ModelConfig, read_batching_parameters,
-                                   read_models_config, read_monitoring_config)
+from serving.server_config import (USED_BATCHING_FIELDS, BatchingSettings, ConfigError, ModelConfig,
+                                   read_batching_parameters, read_models_config, read_monitoring_config)
+
+log = logging.getLogger("serving.server")
 
 # TF Serving flags (tensorflow_serving/model_servers/main.cc) that do not apply here, with what to use instead.
 NOT_APPLICABLE = {
@@ -29,8 +32,6 @@ NOT_APPLICABLE = {
     "enable_per_model_batching_parameters": "use --batching_parameters_file",
     "num_load_threads": "versions load one at a time, off the event loop",
     "num_unload_threads": "versions unload once their in-flight requests finish",
-    "max_num_load_retries": "a failed version is reported END with its error and retried on the next poll",
-    "load_retry_interval_micros": "failed versions are retried every --file_system_poll_wait_seconds",
     "flush_filesystem_caches": "onnxruntime reads the model once",
     "tensorflow_session_parallelism": "use --intra-op-threads",
     "tensorflow_session_config_file": "use --intra-op-threads and --device",
@@ -89,6 +90,10 @@ def add_tfserving_flags(parser: argparse.ArgumentParser) -> None:
                      help="Re-read --model_config_file this often (0: read once at start-up).")
     tfs.add_argument("--file_system_poll_wait_seconds", type=int, default=1,
                      help="Look for new versions under each base path this often (0: only at start-up).")
+    tfs.add_argument("--max_num_load_retries", type=int, default=5,
+                     help="Retries of a version whose load failed; then it waits until its files change.")
+    tfs.add_argument("--load_retry_interval_micros", type=int, default=60_000_000,
+                     help="Wait between those retries (microseconds).")
     tfs.add_argument("--enable_batching", dest="batching", type=parse_bool, nargs="?", const=True,
                      default=argparse.SUPPRESS, help="Dynamic batching (= --batching; on by default here).")
     tfs.add_argument("--batching_parameters_file", default=None,
@@ -148,7 +153,12 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.batch_timeout_ms = settings.batch_timeout_micros / 1000.0
         args.num_batch_threads = settings.num_batch_threads
         args.max_enqueued_batches = settings.max_enqueued_batches
+        if settings.no_effect:  # accepted, as TF Serving accepts them, and said once
+            log.warning("%s: %s have no effect on the onnxruntime batcher (it uses %s)", args.batching_parameters_file,
+                        ", ".join(settings.no_effect), ", ".join(USED_BATCHING_FIELDS))
     args.prometheus_path = read_monitoring_config(args.monitoring_config_file)
+    if args.max_num_load_retries < 0 or args.load_retry_interval_micros < 0:
+        raise ConfigError("--max_num_load_retries and --load_retry_interval_micros must be >= 0")
     if args.grpc_port and args.grpc_port == args.rest_port:
         raise ConfigError(f"--rest_api_port cannot be the same as --port ({args.grpc_port}); use a different port")
     return args

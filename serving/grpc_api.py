@@ -35,14 +35,65 @@ def _target(spec):
     return spec.name, version, spec.version_label or None
 
 
+MAX_MESSAGE_CHARS = 1000  # status details stay short whatever a request names
+DTYPES = {"z": "DT_FLOAT", "label": "DT_INT32"}  # the signature's, as TF Serving checks them
+
+
+class _MalformedLog:
+    """One short line for a malformed message, then at most one line per `every` seconds with the
+    count in between: a flood of garbage cannot flood the log."""
+
+    def __init__(self, every: float = 10.0):
+        self.every, self.last, self.suppressed = every, -float("inf"), 0
+
+    def __call__(self, method: str, size: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.suppressed += 1
+            return
+        more = f" ({self.suppressed} more since the last such line)" if self.suppressed else ""
+        log.warning("malformed gRPC %s message (%d bytes): INVALID_ARGUMENT%s", method, size, more)
+        self.last, self.suppressed = now, 0
+
+
+def _parse(request_class, raw: bytes):
+    """Bytes -> message; what does not parse is the client's error (INVALID_ARGUMENT), not ours."""
+    try:
+        return request_class.FromString(raw)
+    except Exception:  # DecodeError, or a message nested past protobuf's recursion limit
+        raise RequestError("INVALID_ARGUMENT", f"could not parse the request as a {request_class.DESCRIPTOR.name} "
+                           f"({len(raw)} bytes)") from None
+
+
+def check_dtypes(tensors, info) -> None:
+    """TF Serving refuses a tensor whose dtype is not the signature's (no silent casts)."""
+    for index, key in enumerate(k for k in DTYPES if k in tensors):
+        wanted, got = protos.DT[DTYPES[key]], tensors[key].dtype
+        if got != wanted:
+            hint = ""
+            if key == "label":
+                hint = ("; class ids are int32 numbers, not booleans" if got == protos.DT["DT_BOOL"] else
+                        f"; input 'label' takes int32 class ids, which must be in [0, {(info.num_classes or 1) - 1}]")
+            raise ValueError(f"Expects arg[{index}] ('{key}') to be {_dt(wanted)} but {_dt(got)} is provided{hint}")
+
+
+def _dt(number: int) -> str:
+    return protos.dtype_name(number).removeprefix("DT_").lower()
+
+
 def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHandler]:
-    def timed(method, handler):
-        async def wrapped(request, context):
-            start, code, failure = time.perf_counter(), "OK", None
+    malformed = _MalformedLog()
+
+    def timed(method, handler, request_class):
+        async def wrapped(raw: bytes, context):
+            start, code, failure, request = time.perf_counter(), "OK", None, None
             metrics.in_flight.labels("grpc").inc()
             try:
+                request = _parse(request_class, raw)
                 return await handler(request, context)
             except RequestError as err:
+                if request is None:
+                    malformed(method, len(raw))
                 code, failure = err.code, (GRPC_STATUS.get(err.code, grpc.StatusCode.INTERNAL), err.message)
             except asyncio.CancelledError:  # the client cancelled or its deadline passed: its work is dropped
                 code = "CANCELLED"
@@ -52,9 +103,11 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
                 code, failure = "INTERNAL", (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
             finally:
                 metrics.in_flight.labels("grpc").dec()
-                model = request.model_spec.name if method == "predict" else None
+                model = request.model_spec.name if method == "predict" and request is not None else None
                 metrics.observe("grpc", method, code, time.perf_counter() - start, model=model)
-            await context.abort(*failure)
+            status, message = failure
+            await context.abort(status, message if len(message) <= MAX_MESSAGE_CHARS else
+                                message[:MAX_MESSAGE_CHARS] + f"... ({len(message)} characters)")
         return wrapped
 
     async def predict(request, context):
@@ -64,6 +117,7 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
         try:  # the declared shapes first: nothing is allocated for a tensor the signature refuses
             shapes = {key: protos.declared_shape(tensor) for key, tensor in request.inputs.items()}
             max_values = service.check_shapes(model.info, shapes)
+            check_dtypes(request.inputs, model.info)
             inputs = {key: protos.from_tensor_proto(tensor, max_values) for key, tensor in request.inputs.items()}
         except (ValueError, OverflowError) as err:
             raise RequestError("INVALID_ARGUMENT", f"bad input tensor: {err}") from None
@@ -121,16 +175,16 @@ def build_handlers(service: GeneratorService, metrics) -> list[grpc.GenericRpcHa
             raise RequestError("INVALID_ARGUMENT", str(err)) from None
         return ReloadConfigResponse()  # status: error_code 0 (OK)
 
-    def unary(handler, request_class):
-        return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=request_class.FromString,
+    def unary(method, handler, request_class):  # bytes in: a message that does not parse is ours to answer
+        return grpc.unary_unary_rpc_method_handler(timed(method, handler, request_class),
                                                    response_serializer=lambda m: m.SerializeToString())
 
     prediction = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
-        "Predict": unary(timed("predict", predict), protos.PredictRequest),
-        "GetModelMetadata": unary(timed("metadata", metadata), protos.GetModelMetadataRequest),
+        "Predict": unary("predict", predict, protos.PredictRequest),
+        "GetModelMetadata": unary("metadata", metadata, protos.GetModelMetadataRequest),
     })
     model_service = grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", {
-        "GetModelStatus": unary(timed("status", status), protos.GetModelStatusRequest),
-        "HandleReloadConfigRequest": unary(timed("reload_config", reload_config), ReloadConfigRequest),
+        "GetModelStatus": unary("status", status, protos.GetModelStatusRequest),
+        "HandleReloadConfigRequest": unary("reload_config", reload_config, ReloadConfigRequest),
     })
     return [prediction, model_service]

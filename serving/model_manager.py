@@ -16,8 +16,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.repository import NotFound, find_onnx
+from serving.repository import NotFound
 from serving.server_config import ConfigError, ModelConfig
+from serving.version_watch import LoadGate, versions_on_disk
 
 log = logging.getLogger("serving.model_manager")
 class LabelError(ConfigError):
@@ -37,6 +38,7 @@ class Servable:
     batcher: object = None
     inflight: int = 0
     error: str = ""
+    loaded: asyncio.Event = field(default_factory=asyncio.Event)  # set when its load ends, either way
 
 
 @dataclass
@@ -75,31 +77,25 @@ class ManagedModel:
         return servable.version, servable.generator
 
 
-def versions_on_disk(base_path: str) -> dict[int, Path]:
-    """Numbered version directories that hold one .onnx file (a single .onnx file is version 1)."""
-    base = Path(base_path)
-    if base.is_file() and base.suffix == ".onnx":
-        return {1: base}
-    found = {}
-    for child in base.iterdir() if base.is_dir() else ():
-        if child.is_dir() and child.name.isdigit():
-            try:
-                found[int(child.name)] = find_onnx(child)
-            except ValueError as err:
-                log.warning("skipping version %s: %s", child, err)
-    return found
-
-
 class ModelManager:
-    """Owns every loaded generator and its batcher; `batchers` is a live (name, version) map."""
+    """Owns every loaded generator and its batcher; `batchers` is a live (name, version) map.
 
-    def __init__(self, load_generator, make_batcher, allow_labels_for_unavailable: bool = False):
+    Loads run in a worker thread with no lock held (requests, status and readiness never wait on
+    one); config changes are applied one at a time. Transitions follow TF Serving's
+    availability-preserving policy: a version that is no longer wanted is unloaded only once a
+    wanted version is AVAILABLE (or nothing is wanted any more), so a version that fails to load,
+    or is still being copied, never displaces the one serving."""
+
+    def __init__(self, load_generator, make_batcher, allow_labels_for_unavailable: bool = False,
+                 gate: LoadGate | None = None):
         self.load_generator, self.make_batcher = load_generator, make_batcher
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
+        self.gate = gate or LoadGate()
         self.models: dict[str, ManagedModel] = {}
         self.batchers: dict[tuple[str, int], object] = {}
-        self._lock = asyncio.Lock()
+        self._config_lock = asyncio.Lock()
         self._unloads: set[asyncio.Task] = set()
+        self._reported: set = set()
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -130,20 +126,30 @@ class ModelManager:
             raise NotFound(f"Could not find any versions of model {name}")
         return [model.servables[v] for v in sorted(model.servables)]
 
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why not): ready while every configured model has a version AVAILABLE."""
+        if not self.models:
+            return False, "no models are configured"
+        missing = [_unavailable_reason(model) for model in self.models.values() if not model.versions]
+        return (False, "; ".join(missing)[:2000]) if missing else (True, "")
+
     # -- changes ----------------------------------------------------------------------------------
 
     async def apply(self, configs: list[ModelConfig], initial: bool = False) -> None:
         """Serve exactly these models: load, relabel, then unload what is no longer wanted."""
-        async with self._lock:
+        async with self._config_lock:
             for config in configs:
                 model = self.models.get(config.name)
                 if model is None:
                     model = self.models[config.name] = ManagedModel(config)
                 model.config = config
-                await self._load_aspired(model)
+            await self._load_all([self.models[c.name] for c in configs], at_once=True)  # an operator's change
+            for config in configs:
+                model = self.models[config.name]
                 if initial and not model.versions:
                     raise ConfigError(f"model '{config.name}': no loadable version under {config.base_path} "
-                                      f"(expected {config.base_path}/<version>/<file>.onnx, as export.run writes)")
+                                      f"(expected {config.base_path}/<version>/<file>.onnx, as export.run writes)"
+                                      + (f": {_unavailable_reason(model)}" if model.servables else ""))
             for config in configs:  # every model's labels are checked before any changes
                 self._check_labels(self.models[config.name], config.labels)
             for config in configs:
@@ -157,13 +163,14 @@ class ModelManager:
 
     async def poll(self) -> None:
         """Pick up versions that appeared on disk (or disappeared) for every model."""
-        async with self._lock:
-            for model in list(self.models.values()):
-                await self._load_aspired(model)
+        models = list(self.models.values())
+        await self._load_all(models)
+        for model in models:
+            if self.models.get(model.name) is model:
                 self._unload_unwanted(model)
 
     async def stop(self) -> None:
-        async with self._lock:
+        async with self._config_lock:
             for name, model in self.models.items():
                 for servable in model.servables.values():
                     self._unload(name, servable)
@@ -174,29 +181,64 @@ class ModelManager:
 
     def _aspired(self, model: ManagedModel) -> tuple[dict[int, Path], set[int]]:
         try:
-            on_disk = versions_on_disk(model.config.base_path)
+            on_disk = versions_on_disk(model.config.base_path, self._reported)
         except OSError as err:
             log.warning("cannot list %s: %s", model.config.base_path, err)
             return {}, {v for v, s in model.servables.items() if s.state == "AVAILABLE"}
         return on_disk, model.config.aspired(sorted(on_disk))
 
-    async def _load_aspired(self, model: ManagedModel) -> None:
-        on_disk, aspired = self._aspired(model)
-        for version in sorted(aspired):
-            servable = model.servables.get(version)
-            if servable is not None and servable.state in ("LOADING", "AVAILABLE"):
-                continue
-            servable = model.servables[version] = Servable(version, on_disk[version], state="LOADING")
-            try:
-                servable.generator = await asyncio.to_thread(self.load_generator, servable.path)
-            except Exception as err:  # a broken file must not stop the versions already serving
-                servable.state, servable.error = "END", f"{type(err).__name__}: {err}"
-                log.error("Loading servable %s version %s failed: %s", model.name, version, servable.error)
-                continue
-            servable.batcher = self.make_batcher(servable.generator)
-            self.batchers[(model.name, version)] = servable.batcher
-            servable.state = "AVAILABLE"
-            log.warning("Successfully loaded servable version {name: %s version: %s}", model.name, version)
+    async def _load_all(self, models: list[ManagedModel], at_once: bool = False) -> None:
+        """Start the loads the policies want (marked LOADING at once, so no one starts them twice),
+        then wait for them and for loads already under way. `at_once`: no waiting for files to
+        settle (start-up and config changes; polls wait)."""
+        started, waiting = [], []
+        for model in models:
+            on_disk, aspired = self._aspired(model)
+            for version in sorted(aspired, reverse=True):  # the newest first, as TF Serving
+                servable = model.servables.get(version)
+                if servable is not None and servable.state == "LOADING":
+                    waiting.append(servable.loaded)
+                if servable is not None and servable.state in ("LOADING", "AVAILABLE", "UNLOADING"):
+                    continue
+                if not self.gate.may_load((model.name, version), on_disk[version], at_once):
+                    continue
+                servable = model.servables[version] = Servable(version, on_disk[version], state="LOADING")
+                started.append((model, servable))
+        for model, servable in started:
+            await self._load(model, servable)
+        for event in waiting:
+            await event.wait()
+
+    async def _load(self, model: ManagedModel, servable: Servable) -> None:
+        key = (model.name, servable.version)
+        try:
+            generator = await asyncio.to_thread(self._load_and_warm_up, servable.path)
+        except Exception as err:  # a broken file must not stop the versions already serving
+            servable.state, servable.error = "END", f"{type(err).__name__}: {err}"[:1000]
+            log.error("Loading servable %s version %s failed (%s): %s", model.name, servable.version,
+                      self.gate.failed(key), servable.error[:300])
+            servable.loaded.set()
+            return
+        self.gate.loaded(key)
+        servable.generator = generator
+        if self.models.get(model.name) is not model or model.servables.get(servable.version) is not servable:
+            servable.state, servable.generator = "END", None  # the model was removed while this version loaded
+            servable.loaded.set()
+            return
+        servable.batcher = self.make_batcher(generator)
+        self.batchers[key] = servable.batcher
+        servable.state = "AVAILABLE"
+        servable.loaded.set()
+        log.warning("Successfully loaded servable version {name: %s version: %s}", model.name, servable.version)
+
+    def _load_and_warm_up(self, path: Path):
+        """Load, then run one row, so a version that loads but cannot run never becomes AVAILABLE and
+        its first real request is not the slow one."""
+        generator = self.load_generator(path)
+        warm_up = getattr(generator, "generate", None)
+        if warm_up is not None:
+            warm_up(num=1, seed=0)
+        return generator
 
     def _check_labels(self, model: ManagedModel, labels: dict[str, int]) -> None:
         available = model.versions
@@ -209,11 +251,15 @@ class ModelManager:
                               f"currently available for inference. Available versions: {sorted(available)}")
 
     def _unload_unwanted(self, model: ManagedModel) -> None:
+        """TF Serving's AvailabilityPreservingPolicy: versions no longer wanted (nor labelled) unload
+        once a wanted one is AVAILABLE, or when nothing is wanted; if none is, the newest stays."""
         _, aspired = self._aspired(model)
         labelled = set(model.labels.values())
-        for version, servable in model.servables.items():
-            if servable.state == "AVAILABLE" and version not in aspired and version not in labelled:
-                self._unload(model.name, servable)
+        wanted = aspired | labelled
+        unwanted = sorted(v for v, s in model.servables.items() if s.state == "AVAILABLE" and v not in wanted)
+        wanted_available = any(s.state == "AVAILABLE" and v in wanted for v, s in model.servables.items())
+        while unwanted and (not aspired or wanted_available or len(unwanted) > 1):
+            self._unload(model.name, model.servables[unwanted.pop(0)])
 
     def _unload(self, name: str, servable: Servable) -> None:
         if servable.state not in ("AVAILABLE", "LOADING"):
@@ -232,6 +278,13 @@ class ModelManager:
         servable.generator = servable.batcher = None
         servable.state = "END"
         log.warning("Done unloading servable version {name: %s version: %s}", name, servable.version)
+
+
+def _unavailable_reason(model: ManagedModel) -> str:
+    """Why a model has no AVAILABLE version, for /ready and start-up errors."""
+    detail = ", ".join(f"version {v} {s.state}" + (f" ({s.error[:200]})" if s.error else "")
+                       for v, s in sorted(model.servables.items())) or "no version found on disk yet"
+    return f"model '{model.name}' has no AVAILABLE version: {detail}"
 
 
 async def poll_forever(manager: ModelManager, file_system_seconds: float, config_file: str | None = None,

@@ -12,7 +12,7 @@ Every /v1/ URL is parsed with TF Serving's grammar (`rest_paths`): a malformed o
 Errors are TF Serving's `{"error": "..."}` bodies with its status codes; every failure, expected or
 not, is such a body and is counted in the metrics under its status. A client that leaves before its
 answer gets its queued work dropped (status 499 in the metrics, no log line above debug). Slow
-clients are handled in `guarded_h11_protocol`, below the app.
+clients and the connection cap are handled in `serving.connections`, below the app.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from serving import rest_paths
+from serving.connections import ProbationGate
+from serving.rest_intake import decode_json, decode_predict
 from serving.service import GeneratorService, RequestError
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,6 +48,8 @@ def _error(status: int, message: str) -> JSONResponse:
     headers = {"retry-after": "1"} if status == 429 else {}
     if status in (408, 413):  # the rest of the body is not read: the connection cannot be reused
         headers["connection"] = "close"
+    if len(message) > 1000:  # whatever a request names, the answer stays short
+        message = message[:1000] + f"... ({len(message)} characters)"
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -91,58 +94,13 @@ async def _unless_client_leaves(request: Request, work):
     raise ClientGone()
 
 
-def _parse_json(body: bytes):
-    """JSON with TF Serving's (rapidjson's) error wording."""
-    if not body.strip():
-        raise RequestError("INVALID_ARGUMENT", "JSON Parse error: The document is empty")
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise RequestError("INVALID_ARGUMENT", "JSON Parse error: nested too deeply; a request needs at most "
-                           "3 levels (instances -> row -> values)") from None
-    except ValueError as err:  # bad JSON, bad UTF-8, or an integer over Python's 4,300-digit limit
-        raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: Invalid value ({err})") from None
-
-
-def parse_predict_body(body: bytes, input_names: tuple[str, ...]) -> tuple[dict, str, str]:
-    """TF Serving's row ("instances") or columnar ("inputs") request -> (inputs, format, signature_name)."""
-    payload = _parse_json(body)
-    if not isinstance(payload, dict):
-        raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object with 'instances' or 'inputs'")
-    signature_name = payload.get("signature_name", "")
-    if not isinstance(signature_name, str):
-        raise RequestError("INVALID_ARGUMENT", "'signature_name' key must be a string value.")
-    has_instances, has_inputs = "instances" in payload, "inputs" in payload
-    if has_instances == has_inputs:
-        raise RequestError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key" if not has_instances else
-                           "Request payload must have either 'instances' or 'inputs', not both")
-    if has_instances:
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise RequestError("INVALID_ARGUMENT", "'instances' must be a list (one entry per row)")
-        if instances and all(isinstance(i, dict) for i in instances):
-            keys = set(instances[0])
-            if any(set(i) != keys for i in instances):
-                raise RequestError("INVALID_ARGUMENT", "every instance must name the same inputs")
-            return {k: [i[k] for i in instances] for k in keys}, "row", signature_name
-        if any(isinstance(i, dict) for i in instances):
-            raise RequestError("INVALID_ARGUMENT", "instances mix objects and plain values")
-        if len(input_names) > 1:
-            raise RequestError("INVALID_ARGUMENT", f"this model takes inputs {list(input_names)}: send each instance as "
-                               'an object, e.g. {"z": [...], "label": 3}')
-        return {input_names[0]: instances}, "row", signature_name
-    inputs = payload["inputs"]
-    if isinstance(inputs, dict):
-        return inputs, "columnar", signature_name
-    if len(input_names) > 1:
-        raise RequestError("INVALID_ARGUMENT", f"this model takes inputs {list(input_names)}: send 'inputs' as an object")
-    return {input_names[0]: inputs}, "columnar", signature_name
-
-
-def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 20, readiness=lambda: True,
+def create_app(service: GeneratorService, metrics, max_body_bytes=16 << 20, readiness=lambda: (True, ""),
                read_timeout: float = 30.0, request_timeout: float | None = None, prometheus_path: str | None = None):
-    """`request_timeout` (--rest_api_timeout_in_ms): longest a prediction may take, else 504 as TF
+    """`max_body_bytes`: a number, or a function giving it (the limit follows the served models);
+    `request_timeout` (--rest_api_timeout_in_ms): longest a prediction may take, else 504 as TF
     Serving; `prometheus_path`: the monitoring config's path, served beside /metrics."""
+    body_limit = max_body_bytes if callable(max_body_bytes) else lambda: max_body_bytes
+
     def timed(method: str):
         def decorate(handler):
             async def endpoint(request: Request, target: rest_paths.Target):
@@ -170,8 +128,10 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
     async def predict(request: Request, target: rest_paths.Target):
         name, version, label = target.name, target.version, target.label
         _, model = service.resolve(name, version, label)
-        body = await _read_body(request, max_body_bytes, read_timeout)
-        inputs, style, signature_name = parse_predict_body(body, model.info.input_names)
+        body = await _read_body(request, body_limit(), read_timeout)
+        # Parsed and checked in a worker: the loop (and every gRPC call on it) keeps going meanwhile.
+        inputs, style, signature_name = await asyncio.to_thread(decode_predict, body, model.info.input_names,
+                                                                service.max_request_batch)
         try:
             async with asyncio.timeout(request_timeout):
                 _, images = await _unless_client_leaves(request, service.predict(name, inputs, version, label,
@@ -192,7 +152,7 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
     async def classify_or_regress(request: Request, target: rest_paths.Target):
         """A generator has only a predict signature: TF Serving's own refusals, after its own checks."""
         service.resolve(target.name, target.version, target.label)
-        payload = _parse_json(await _read_body(request, max_body_bytes, read_timeout))
+        payload = await asyncio.to_thread(decode_json, await _read_body(request, body_limit(), read_timeout))
         signature_name = payload.get("signature_name") or "serving_default" if isinstance(payload, dict) else ""
         if signature_name != "serving_default":
             raise RequestError("INVALID_ARGUMENT", f"No signature was found with the name: {signature_name}")
@@ -230,8 +190,10 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
         return await handlers[target.method](request, target)
 
     async def ready(request: Request):
-        ok = readiness()
-        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+        """200 only while predictions can be answered for every configured model; else 503 and why."""
+        ok, reason = readiness()
+        body = {"status": "ready"} if ok else {"status": "not ready", "reason": reason}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def healthz(request: Request):
         return JSONResponse({"status": "alive"})
@@ -254,7 +216,7 @@ def create_app(service: GeneratorService, metrics, max_body_bytes: int = 16 << 2
               Route("/ready", ready), Route("/healthz", healthz)]
     routes += [Route(path, prometheus) for path in metrics_paths]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
-    return _Quiet(app)
+    return _Quiet(ProbationGate(app, {"/ready", "/healthz", *metrics_paths}))
 
 
 def _tf_type_error(err: RequestError, inputs: dict) -> RequestError:
@@ -285,57 +247,3 @@ class _Quiet:
             await self.app(scope, receive, send)
         except Exception as err:
             log.error("internal error on %s: %s: %s", scope.get("path", "")[:200], type(err).__name__, err)
-
-
-def guarded_h11_protocol(read_timeout: float, max_connections: int, on_close=lambda reason: None):
-    """uvicorn's h11 protocol plus what it lacks against slow or idle clients: each request's headers
-    must arrive within `read_timeout` of its first byte (or of the connection opening), and at most
-    `max_connections` connections are open at once. At the cap, the oldest connection that is not in
-    the middle of a request is closed to make room (so stalled clients cannot lock good ones out);
-    if every connection is busy, the new one is closed."""
-
-    class GuardedH11Protocol(H11Protocol):
-        _header_timer = None
-
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self._opened = self.loop.time()
-            if len(self.connections) > max_connections:
-                idle = [c for c in self.connections if c is not self and getattr(c, "_opened", None) is not None
-                        and c._between_requests() and not c.transport.is_closing()]
-                victim = min(idle, key=lambda c: c._opened) if idle else self
-                on_close("over_capacity")
-                victim.transport.close()
-                if victim is self:
-                    return
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            if self._header_timer is None and self._between_requests():
-                self._arm()
-            super().data_received(data)
-            if not self._between_requests():  # headers complete: the app's body timeout takes over
-                self._disarm()
-
-        def connection_lost(self, exc):
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _between_requests(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
-
-        def _arm(self):
-            self._header_timer = self.loop.call_later(read_timeout, self._too_slow)
-
-        def _disarm(self):
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self):
-            self._header_timer = None
-            if self._between_requests() and not self.transport.is_closing():
-                on_close("read_timeout")
-                self.transport.close()
-
-    return GuardedH11Protocol

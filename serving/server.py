@@ -35,7 +35,10 @@ from serving.flags import add_tfserving_flags, refuse_not_applicable, resolve
 from serving.model_manager import ModelManager, poll_forever
 from serving.onnx_generator import OnnxGenerator
 from serving.server_config import read_models_config
-from serving.rest_api import create_app, guarded_h11_protocol
+from serving.version_watch import LoadGate
+from serving.connections import connection_cap, guarded_h11_protocol, raise_fd_limit
+from serving.rest_api import create_app
+from serving.rest_intake import default_body_limit
 from serving.service import GeneratorService
 
 log = logging.getLogger("serving.server")
@@ -62,16 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Longest a batch waits for more requests once a runner is free (0: natural batching only).")
     p.add_argument("--num-batch-threads", type=int, default=2, help="Batches run at once.")
     p.add_argument("--max-request-batch", type=int, default=256, help="Most rows one request may ask for.")
-    p.add_argument("--max-body-bytes", type=int, default=16 << 20, help="Largest request body (REST and gRPC).")
+    p.add_argument("--max-body-bytes", type=int, default=None,
+                   help="Largest request body, REST and gRPC (default: twice the largest legal request of the "
+                        "served models, --max-request-batch rows of z as JSON at 25 bytes a value, and at least "
+                        "1 MiB: 1 MiB for 256 rows x 64 values; a bigger body is refused unread, 413).")
     p.add_argument("--max-enqueued-batches", type=int, default=16,
                    help="Full batches that may wait per model version; beyond that requests get 429 / "
                         "RESOURCE_EXHAUSTED at once (TF Serving's max_enqueued_batches).")
-    p.add_argument("--max-connections", type=int, default=1000,
-                   help="Open REST connections, open gRPC connections and concurrent gRPC calls, each at most.")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="Open REST connections, open gRPC connections and concurrent gRPC calls, each at most "
+                        "(default: 1000, or fewer when the file-descriptor limit, raised to its hard limit, cannot "
+                        "hold 2 per connection plus 272; a larger value is lowered to what fits). 16 more REST "
+                        "connections are reserved for /healthz, /ready and metrics.")
     p.add_argument("--read-timeout-seconds", type=float, default=30.0,
                    help="Longest a client may take to send a request's headers and body (gRPC: its handshake).")
     p.add_argument("--idle-timeout-seconds", type=float, default=30.0,
                    help="Idle connections (no request in flight) are closed after this long.")
+    p.add_argument("--version-settle-seconds", type=float, default=2.0,
+                   help="A new version's files must be unchanged this long before it is loaded (a version "
+                        "still being copied is not loaded half-written).")
     p.add_argument("--grace-seconds", type=float, default=10.0, help="Time in-flight requests get on shutdown.")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_tfserving_flags(p)
@@ -110,10 +122,10 @@ def build_rest(app, sock: socket.socket, metrics, args) -> _Uvicorn:
         http=guarded_h11_protocol(args.read_timeout_seconds, args.max_connections, closed)))
 
 
-def bind_grpc(args) -> grpc.aio.Server:
-    """A gRPC server bound to --grpc-port (handlers are added once the model is loaded)."""
+def bind_grpc(args, max_message_bytes: int) -> grpc.aio.Server:
+    """A gRPC server bound to --grpc-port (handlers are added before it starts)."""
     ms = lambda seconds: int(seconds * 1000)  # noqa: E731
-    options = [("grpc.max_receive_message_length", args.max_body_bytes),
+    options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", 256 << 20),
                ("grpc.so_reuseport", 0),  # else a second server silently shares (steals from) the port
                ("grpc.max_allowed_incoming_connections", args.max_connections),
@@ -135,10 +147,22 @@ def bind_grpc(args) -> grpc.aio.Server:
     return server
 
 
+def size_connections(args) -> None:
+    """--max-connections from the file-descriptor limit: a cap the process cannot hold is no cap."""
+    fd_limit = raise_fd_limit()
+    cap = connection_cap(fd_limit, args.max_connections)
+    if args.max_connections and cap < args.max_connections:
+        log.warning("--max-connections %d lowered to %d: the file-descriptor limit is %d", args.max_connections,
+                    cap, fd_limit)
+    args.max_connections = cap
+
+
 async def serve(args) -> None:
+    size_connections(args)
     # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
     rest_socket = bind_socket(args.host, args.rest_port) if args.rest_port else None
-    grpc_server = bind_grpc(args) if args.grpc_port else None
+    if args.grpc_port:
+        bind_socket(args.host, args.grpc_port, "--grpc-port").close()
 
     metrics = ServerMetrics()
 
@@ -148,16 +172,26 @@ async def serve(args) -> None:
         batcher.start()
         return batcher
 
+    gate = LoadGate(args.version_settle_seconds, args.max_num_load_retries, args.load_retry_interval_micros / 1e6)
     manager = ModelManager(lambda path: OnnxGenerator(path, device=args.device, variant=args.variant,
                                                       intra_op_threads=args.intra_op_threads or None),
-                           new_batcher, args.allow_version_labels_for_unavailable_models)
+                           new_batcher, args.allow_version_labels_for_unavailable_models, gate)
     await manager.apply(args.models, initial=True)
     service = GeneratorService(manager.models, manager.batchers, args.max_request_batch, manager=manager)
+
+    def body_limit() -> int:  # follows the served models: a new version with a wider z raises it
+        dims = [g.info.latent_dim for m in manager.models.values() for g in m.versions.values()]
+        return args.max_body_bytes or default_body_limit(args.max_request_batch, dims)
+
+    grpc_server = bind_grpc(args, body_limit()) if args.grpc_port else None
     state = {"ready": False}
+
+    def readiness() -> tuple[bool, str]:  # serving, and every configured model has a version AVAILABLE
+        return manager.readiness() if state["ready"] else (False, "starting or shutting down")
 
     rest = None
     if rest_socket:
-        app = create_app(service, metrics, args.max_body_bytes, readiness=lambda: state["ready"],
+        app = create_app(service, metrics, body_limit, readiness=readiness,
                          read_timeout=args.read_timeout_seconds, request_timeout=args.rest_api_timeout_in_ms / 1000
                          if args.rest_api_timeout_in_ms > 0 else None, prometheus_path=args.prometheus_path)
         rest = build_rest(app, rest_socket, metrics, args)
@@ -182,8 +216,8 @@ async def serve(args) -> None:
                                            args.model_config_file_poll_wait_seconds, read_models_config))
     served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in manager.models.values())
     first = next(iter(next(iter(manager.models.values())).versions.values()))
-    log.warning("Serving %s on %s: REST %s, gRPC %s; %s", served, args.host, args.rest_port or "off",
-                args.grpc_port or "off", first.description)
+    log.warning("Serving %s on %s: REST %s, gRPC %s; %s; bodies up to %d bytes", served, args.host,
+                args.rest_port or "off", args.grpc_port or "off", first.description, body_limit())
 
     waiters = [loop.create_task(stop.wait())] + ([rest_task] if rest_task else [])
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -59,6 +59,13 @@ class BatchingSettings:
     max_enqueued_batches: int = 10
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple[int, ...] = ()
+    no_effect: tuple[str, ...] = ()              # fields the file sets that onnxruntime has no use for
+
+
+# BatchingParameters fields the onnxruntime batcher uses; the others (thread_pool_name,
+# enable_large_batch_splitting, max_execution_batch_size, allowed_batch_sizes,
+# pad_variable_length_inputs) are accepted, checked where TF Serving checks them, and reported.
+USED_BATCHING_FIELDS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
 
 
 def parse_text(path: str | Path, message_class, what: str):
@@ -123,14 +130,21 @@ def read_batching_parameters(path: str | Path | None) -> BatchingSettings:
     params, _ = parse_text(path, BatchingParameters, "batching parameters file")
     defaults = BatchingSettings()
     values = {name: getattr(params, name).value if params.HasField(name) else getattr(defaults, name)
-              for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")}
+              for name in USED_BATCHING_FIELDS}
     allowed = tuple(params.allowed_batch_sizes)
     if min(values.values()) < 0 or values["max_batch_size"] < 1 or values["num_batch_threads"] < 1:
         raise ConfigError(f"{path}: max_batch_size and num_batch_threads must be >= 1, other values >= 0")
-    if allowed and (list(allowed) != sorted(set(allowed)) or allowed[-1] != values["max_batch_size"]):
-        raise ConfigError(f"{path}: allowed_batch_sizes must increase and end with max_batch_size "
-                          f"({values['max_batch_size']}), as TF Serving requires; got {list(allowed)}")
-    return BatchingSettings(**values, allowed_batch_sizes=allowed)
+    splitting = params.HasField("enable_large_batch_splitting") and params.enable_large_batch_splitting.value
+    largest, largest_name = (params.max_execution_batch_size.value, "max_execution_batch_size") \
+        if splitting and params.HasField("max_execution_batch_size") else (values["max_batch_size"], "max_batch_size")
+    if largest > values["max_batch_size"]:
+        raise ConfigError(f"{path}: max_execution_batch_size ({largest}) must not exceed max_batch_size "
+                          f"({values['max_batch_size']}), as TF Serving requires")
+    if allowed and (list(allowed) != sorted(set(allowed)) or allowed[-1] != largest):
+        raise ConfigError(f"{path}: allowed_batch_sizes must increase and end with {largest_name} "
+                          f"({largest}), as TF Serving requires; got {list(allowed)}")
+    no_effect = tuple(f.name for f, _ in params.ListFields() if f.name not in USED_BATCHING_FIELDS)
+    return BatchingSettings(**values, allowed_batch_sizes=allowed, no_effect=no_effect)
 
 
 def read_monitoring_config(path: str | Path | None) -> str | None:

@@ -76,7 +76,7 @@ class GeneratorService:
         if set(shapes) != set(expected):
             missing, unknown = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
             raise RequestError("INVALID_ARGUMENT", f"inputs must be exactly {sorted(expected)}"
-                               + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+                               + (f"; missing {missing}" if missing else "") + (f"; unknown {_few(unknown)}" if unknown else ""))
         if tuple(shapes["z"])[:1] == (0,):
             raise RequestError("INVALID_ARGUMENT", "the batch is empty: send at least one row")
         for key, tail in expected.items():
@@ -134,9 +134,15 @@ def _as_request_errors():
         raise RequestError("INVALID_ARGUMENT", str(err)) from None
 
 
+def _few(names: list[str], shown: int = 5) -> str:
+    """A client's names in a message, bounded: 10,000 made-up names are not echoed back."""
+    listed = str([name[:64] for name in names[:shown]])
+    return listed if len(names) <= shown else f"{listed[:-1]}, ... ({len(names)} in all)]"
+
+
 def check_signature(signature_name: str) -> None:
     if signature_name and signature_name != SIGNATURE_NAME:
-        raise RequestError("INVALID_ARGUMENT", f'Serving signature name: "{signature_name}" not found in signature '
+        raise RequestError("INVALID_ARGUMENT", f'Serving signature name: "{signature_name[:100]}" not found in signature '
                            f'def; this model has "{SIGNATURE_NAME}"')
 
 

@@ -48,14 +48,14 @@ def wait_until_ready(url: str, proc: subprocess.Popen, output, timeout: float = 
 
 
 class Server:
-    def __init__(self, args, log_path, rest_port: int | None = None, grpc_port: int | None = None):
+    def __init__(self, args, log_path, rest_port: int | None = None, grpc_port: int | None = None, cwd=REPO):
         self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, "--rest-port", str(self.rest_port),
                                       "--grpc-port", str(self.grpc_port), "--log-level", "warning"],
-                                     cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+                                     cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until_ready(self.url, self.proc, lambda: open(log_path).read())
 
     def metrics(self) -> dict[str, float]:

@@ -1,39 +1,34 @@
 """TF Serving configs: parsed by TF Serving's own protos (or its documented schema), and consistent."""
 
+import functools
+import re
+
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
+from serving.protos import build_descriptors
 from serving.tfserving import config as tfs
 
 
-def documented_message(name: str):
-    """BatchingParameters / MonitoringConfig as TF Serving documents them (session_bundle_config.proto,
-    monitoring_config.proto); tensorflow-serving-api does not ship these two messages."""
+@functools.cache
+def _compiled_pool() -> descriptor_pool.DescriptorPool:
+    """TF Serving's own session_bundle_config.proto and monitoring_config.proto, compiled here by
+    protoc from the .proto text (not read from the descriptors the server ships)."""
     pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    from google.protobuf import wrappers_pb2
+    imports = build_descriptors._config_imports()
+    for file_descriptor in imports:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file_descriptor.CopyToProto(proto)
+        pool.Add(proto)
+    for proto in build_descriptors.compile_config_protos(imports).file:
+        pool.Add(proto)
+    return pool
 
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    f = descriptor_pb2.FileDescriptorProto(name="tfs_documented.proto", package="tensorflow.serving",
-                                           syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
-    T = descriptor_pb2.FieldDescriptorProto
-    batching = f.message_type.add(name="BatchingParameters")
-    for number, field, kind in [(1, "max_batch_size", ".google.protobuf.Int64Value"),
-                                (2, "batch_timeout_micros", ".google.protobuf.Int64Value"),
-                                (3, "max_enqueued_batches", ".google.protobuf.Int64Value"),
-                                (4, "num_batch_threads", ".google.protobuf.Int64Value"),
-                                (5, "thread_pool_name", ".google.protobuf.StringValue")]:
-        batching.field.add(name=field, number=number, type=T.TYPE_MESSAGE, type_name=kind, label=T.LABEL_OPTIONAL)
-    batching.field.add(name="allowed_batch_sizes", number=6, type=T.TYPE_INT64, label=T.LABEL_REPEATED)
-    prometheus = f.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, type=T.TYPE_BOOL, label=T.LABEL_OPTIONAL)
-    prometheus.field.add(name="path", number=2, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
-    monitoring = f.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, type=T.TYPE_MESSAGE,
-                         type_name=".tensorflow.serving.PrometheusConfig", label=T.LABEL_OPTIONAL)
-    pool.Add(f)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+
+def documented_message(name: str):
+    """BatchingParameters / MonitoringConfig as TF Serving defines them; tensorflow-serving-api does
+    not ship these two messages."""
+    return message_factory.GetMessageClass(_compiled_pool().FindMessageTypeByName(f"tensorflow.serving.{name}"))
 
 
 def test_models_config_parses_as_model_server_config():
@@ -115,3 +110,80 @@ def test_batch_threads_are_one_per_core_of_the_serving_host(tiny_export):
     assert tfs.main(["--export-dir", str(tiny_export), "--num-batch-threads", "3", "--device", "gpu"]) == 0
     assert threads((tiny_export / "tfserving" / "batching_parameters.txt").read_text()) == 3
     assert tfs.main(["--export-dir", str(tiny_export), "--num-batch-threads", "0"]) == 2
+
+
+# -- issue 22, item 7: every field TF Serving defines ------------------------------------------------
+
+EVERY_BATCHING_FIELD = """
+max_batch_size { value: 64 }
+batch_timeout_micros { value: 1500 }
+max_enqueued_batches { value: 20 }
+num_batch_threads { value: 3 }
+thread_pool_name { value: "batch_threads" }
+enable_large_batch_splitting { value: true }
+max_execution_batch_size { value: 32 }
+allowed_batch_sizes: 8
+allowed_batch_sizes: 16
+allowed_batch_sizes: 32
+pad_variable_length_inputs: true
+"""
+
+
+def test_a_batching_file_with_every_field_tf_serving_defines_is_accepted(tmp_path, caplog):
+    from serving.server import build_parser
+    from serving import flags, server_config
+
+    fields = {f.name for f in documented_message("BatchingParameters").DESCRIPTOR.fields}
+    used = {line.split()[0].rstrip(":") for line in EVERY_BATCHING_FIELD.strip().splitlines()}
+    assert used == fields, f"TF Serving's BatchingParameters has fields this test does not use: {fields - used}"
+    path = tmp_path / "batching.txt"
+    path.write_text(EVERY_BATCHING_FIELD)
+    settings = server_config.read_batching_parameters(path)
+    assert (settings.max_batch_size, settings.batch_timeout_micros, settings.max_enqueued_batches,
+            settings.num_batch_threads, settings.allowed_batch_sizes) == (64, 1500, 20, 3, (8, 16, 32))
+    caplog.set_level("WARNING", logger="serving")
+    (tmp_path / "m").mkdir()
+    args = flags.resolve(build_parser().parse_args(["--model-base-path", str(tmp_path / "m"), "--enable_batching",
+                                                    f"--batching_parameters_file={path}"]))
+    assert (args.max_batch_size, args.num_batch_threads) == (64, 3)
+    reports = [r.getMessage() for r in caplog.records if "no effect" in r.getMessage()]
+    assert len(reports) == 1 and all(name in reports[0] for name in (
+        "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size", "allowed_batch_sizes",
+        "pad_variable_length_inputs")), reports
+
+
+def test_a_monitoring_file_with_every_field_tf_serving_defines_is_accepted(tmp_path):
+    from serving import server_config
+
+    assert {f.name for f in documented_message("MonitoringConfig").DESCRIPTOR.fields} == {"prometheus_config"}
+    assert {f.name for f in documented_message("PrometheusConfig").DESCRIPTOR.fields} == {"enable", "path"}
+    path = tmp_path / "monitoring.config"
+    path.write_text('prometheus_config { enable: true path: "/m" }\n')
+    assert server_config.read_monitoring_config(path) == "/m"
+
+
+@pytest.mark.parametrize("text, message", [
+    # Not a BatchingParameters field in TF Serving 2.20.0 (it belongs to the TFRT adapter's config):
+    # TF Serving refuses the file, and so do we, with the same words.
+    ("max_batch_size { value: 8 }\nbatch_padding_policy: \"PAD_UP\"\n", 'no field named "batch_padding_policy"'),
+    ("max_batch_size { value: 8 }\nenable_large_batch_splitting { value: true }\n"
+     "max_execution_batch_size { value: 16 }\n", "must not exceed max_batch_size"),
+    ("max_batch_size { value: 32 }\nenable_large_batch_splitting { value: true }\n"
+     "max_execution_batch_size { value: 16 }\nallowed_batch_sizes: 32\n", "end with max_execution_batch_size (16)"),
+])
+def test_batching_files_tf_serving_refuses_are_refused(tmp_path, text, message):
+    from serving import server_config
+
+    path = tmp_path / "batching.txt"
+    path.write_text(text)
+    with pytest.raises(server_config.ConfigError, match=re.escape(message)):
+        server_config.read_batching_parameters(path)
+
+
+def test_config_messages_are_compiled_from_tf_servings_own_proto_files():
+    shipped = {f.name: f for f in descriptor_pb2.FileDescriptorSet.FromString(build_descriptors.OUTPUT.read_bytes()).file}
+    compiled = build_descriptors.compile_config_protos().file
+    assert [f.name for f in compiled] == build_descriptors.CONFIG_PROTOS
+    for proto in compiled:
+        assert shipped[proto.name] == proto, f"{proto.name}: run python -m serving.protos.build_descriptors"
+    assert not [name for name in shipped if name.startswith("gan_serve/")], "no hand-declared messages"

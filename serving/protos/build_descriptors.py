@@ -10,29 +10,32 @@ file and the installed tensorflow-serving-api disagree.
 
 tensorflow-serving-api does not ship `BatchingParameters` (session_bundle_config.proto) or
 `MonitoringConfig` (monitoring_config.proto), which the server reads with text_format from
---batching_parameters_file and --monitoring_config_file; `config_messages()` declares them here
-with TF Serving's field names and numbers.
+--batching_parameters_file and --monitoring_config_file: `compile_config_protos()` compiles TF
+Serving's own .proto files (`tfserving_src/`, copied unchanged from its 2.20.0 release) with
+grpcio-tools' protoc, their imports (TensorFlow's config.proto, ...) given as the installed
+TensorFlow's descriptors. No field is declared by hand.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
 OUTPUT = Path(__file__).with_name("tfserving_apis.binpb")
+PROTO_SOURCES = Path(__file__).with_name("tfserving_src")
+CONFIG_PROTOS = ["tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
+                 "tensorflow_serving/config/monitoring_config.proto"]
 
 
-def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
-    from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2,
-                                         predict_pb2, prediction_log_pb2, prediction_service_pb2)
-    from tensorflow_serving.config import model_server_config_pb2
-
-    roots = [m.DESCRIPTOR for m in (predict_pb2, get_model_metadata_pb2, get_model_status_pb2, model_service_pb2,
-                                    prediction_service_pb2, prediction_log_pb2, model_server_config_pb2)]
+def _with_dependencies(roots) -> list:
+    """File descriptors of `roots` and everything they import, dependencies first (as a pool needs)."""
     ordered, seen = [], set()
 
-    def visit(file_descriptor):  # dependencies first, as a descriptor pool needs them
+    def visit(file_descriptor):
         if file_descriptor.name in seen:
             return
         seen.add(file_descriptor.name)
@@ -42,34 +45,53 @@ def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
 
     for root in roots:
         visit(root)
+    return ordered
+
+
+def _config_imports() -> list:
+    """What session_bundle_config.proto imports, from the installed TensorFlow's generated modules."""
+    from google.protobuf import wrappers_pb2
+    from tensorflow.core.protobuf import config_pb2, named_tensor_pb2
+
+    return _with_dependencies([wrappers_pb2.DESCRIPTOR, config_pb2.DESCRIPTOR, named_tensor_pb2.DESCRIPTOR])
+
+
+def compile_config_protos(imports: list | None = None) -> descriptor_pb2.FileDescriptorSet:
+    """TF Serving's session_bundle_config.proto and monitoring_config.proto, compiled by protoc."""
+    imports = _config_imports() if imports is None else imports
+    with tempfile.TemporaryDirectory() as tmp:
+        given, out = Path(tmp) / "imports.binpb", Path(tmp) / "out.binpb"
+        given.write_bytes(_as_set(imports).SerializeToString())
+        # In a process of its own: grpc_tools' protoc crashes inside one that has loaded TensorFlow.
+        done = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={PROTO_SOURCES}",
+                               f"--descriptor_set_in={given}", f"--descriptor_set_out={out}", *CONFIG_PROTOS],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"protoc failed on {CONFIG_PROTOS} under {PROTO_SOURCES} (is grpcio-tools "
+                               f"installed? pip install -e '.[dev]'): {done.stderr.strip()[-2000:]}")
+        return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+
+
+def _as_set(file_descriptors) -> descriptor_pb2.FileDescriptorSet:
     result = descriptor_pb2.FileDescriptorSet()
-    for file_descriptor in ordered:
-        proto = result.file.add()
-        file_descriptor.CopyToProto(proto)
-    result.file.append(config_messages())
+    for file_descriptor in file_descriptors:
+        file_descriptor.CopyToProto(result.file.add())
     return result
 
 
-def config_messages() -> descriptor_pb2.FileDescriptorProto:
-    """BatchingParameters, PrometheusConfig and MonitoringConfig as TF Serving defines them."""
-    field = descriptor_pb2.FieldDescriptorProto
-    f = descriptor_pb2.FileDescriptorProto(name="gan_serve/tfserving_server_files.proto", package="tensorflow.serving",
-                                           syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
-    batching = f.message_type.add(name="BatchingParameters")
-    for number, name, kind in [(1, "max_batch_size", "Int64Value"), (2, "batch_timeout_micros", "Int64Value"),
-                               (3, "max_enqueued_batches", "Int64Value"), (4, "num_batch_threads", "Int64Value"),
-                               (5, "thread_pool_name", "StringValue")]:
-        batching.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
-                           type_name=f".google.protobuf.{kind}")
-    batching.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
-    batching.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
-    prometheus = f.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
-    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
-    monitoring = f.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
-                         type_name=".tensorflow.serving.PrometheusConfig")
-    return f
+def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
+    from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2,
+                                         predict_pb2, prediction_log_pb2, prediction_service_pb2)
+    from tensorflow_serving.config import model_server_config_pb2
+
+    roots = [m.DESCRIPTOR for m in (predict_pb2, get_model_metadata_pb2, get_model_status_pb2, model_service_pb2,
+                                    prediction_service_pb2, prediction_log_pb2, model_server_config_pb2)]
+    apis = _with_dependencies(roots)
+    names = {f.name for f in apis}
+    imports = _config_imports()
+    result = _as_set(apis + [f for f in imports if f.name not in names])
+    result.file.extend(compile_config_protos(imports).file)
+    return result
 
 
 def main() -> None:

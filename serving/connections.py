@@ -1,0 +1,136 @@
+"""The REST connection policy: slow, stalled and excess clients cannot lock others out.
+
+uvicorn's h11 protocol plus what it lacks. A request's headers must arrive within the read timeout
+of its first byte (or of the connection opening). At most `max_connections` connections are open
+at once, sized from the file-descriptor limit (`connection_cap`); when a new one arrives at the
+cap, room is made by closing the oldest idle connection, else the one whose request body has made
+no progress for longest (a client that sent headers and part of a body, then stopped). When every
+connection is really busy, the newcomer takes one of `reserve` extra slots on probation: it must
+send its headers within `PROBATION_SECONDS` and may only ask for health and metrics (anything else
+gets 503 and Retry-After), so /healthz, /ready and /metrics answer at the cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("serving.connections")
+PROBATION = "gan_serve_probation"   # marks a reserve-slot connection's requests (ASGI scope["state"])
+PROBATION_SECONDS = 2.0
+STALLED_SECONDS = 1.0               # a body with no new byte for this long can be closed at the cap
+RESERVE = 16
+FDS_PER_CONNECTION = 2              # a REST connection and a gRPC one may each be open per client
+FDS_KEPT = 256                      # models, logs, thread wake-up pipes, the listeners, headroom
+DEFAULT_CAP = 1000
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft file-descriptor limit to the hard one (as servers commonly do); the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def connection_cap(fd_limit: int, wanted: int | None = None, reserve: int = RESERVE) -> int:
+    """Connections per protocol that the descriptors allow (never fewer than 8): `wanted` when it fits,
+    else the most that fits; by default at most DEFAULT_CAP."""
+    fits = max(8, (fd_limit - FDS_KEPT - reserve) // FDS_PER_CONNECTION)
+    return min(wanted if wanted else DEFAULT_CAP, fits)
+
+
+def guarded_h11_protocol(read_timeout: float, max_connections: int, on_close=lambda reason: None,
+                         reserve: int = RESERVE):
+    """The h11 protocol class for uvicorn with the policy above; `on_close(reason)` counts closings."""
+
+    class GuardedH11Protocol(H11Protocol):
+        _header_timer = None
+        _probation = False
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._opened = self._last_data = self.loop.time()
+            if len(self.connections) > max_connections and not self._make_room():
+                if len(self.connections) > max_connections + reserve:
+                    on_close("over_capacity")
+                    self.transport.close()
+                    return
+                self._probation = True  # a reserve slot: health and metrics only
+                self.app_state = {**self.app_state, PROBATION: True}
+            self._arm(min(read_timeout, PROBATION_SECONDS) if self._probation else read_timeout)
+
+        def _make_room(self) -> bool:
+            """Close the oldest idle connection, else the most stalled body; False if none qualifies."""
+            others = [c for c in self.connections if c is not self and getattr(c, "_opened", None) is not None
+                      and not c.transport.is_closing()]
+            idle = [c for c in others if c._between_requests()]
+            now = self.loop.time()
+            stalled = [c for c in others if c._sending_body() and now - c._last_data >= STALLED_SECONDS]
+            victim = min(idle, key=lambda c: c._opened) if idle else \
+                min(stalled, key=lambda c: c._last_data) if stalled else None
+            if victim is None:
+                return False
+            on_close("over_capacity")
+            victim.transport.close()
+            return True
+
+        def data_received(self, data: bytes) -> None:
+            self._last_data = self.loop.time()
+            if self._header_timer is None and self._between_requests():
+                self._arm(read_timeout)
+            super().data_received(data)
+            if not self._between_requests():  # headers complete: the app's body timeout takes over
+                self._disarm()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _between_requests(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _sending_body(self) -> bool:
+            return self.cycle is not None and not self.cycle.response_complete and \
+                self.conn.their_state is h11.SEND_BODY
+
+        def _arm(self, seconds: float):
+            self._header_timer = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self):
+            self._header_timer = None
+            if self._between_requests() and not self.transport.is_closing():
+                on_close("read_timeout")
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
+class ProbationGate:
+    """ASGI wrapper: a request on a reserve-slot connection gets health and metrics, nothing else."""
+
+    def __init__(self, app, allowed_paths: set[str]):
+        self.app, self.allowed_paths = app, allowed_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("state", {}).get(PROBATION) and scope["path"] not in self.allowed_paths:
+            body = b'{"error": "the server is at its connection cap (--max-connections); retry shortly"}'
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
