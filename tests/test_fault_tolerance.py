@@ -83,17 +83,20 @@ def test_sigterm_writes_a_backup_and_exits_0_then_the_next_run_resumes(tmp_path)
     wait_for(lambda: (run_dir / "samples" / "epoch_0001.png").is_file(), proc=proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
-    assert time.monotonic() - sent < 10
+    # "Within seconds": it finishes one step and writes one checkpoint (~1 s with TensorFlow's exit);
+    # 60 s is ten times what a loaded 2-core machine needs, and far less than the 200 planned epochs.
+    assert time.monotonic() - sent < 60
     assert "preempted: checkpoint written at step" in out
     step = checkpoint_step(run_dir)
     assert step >= 50 and f"step {step}/10000" in out
     assert not (run_dir / "generator.keras").exists(), "an unfinished run must not publish a generator"
-    resumed = run_python("-m", "training.run", *[a if a != "200" else "2" for a in args])
+    epochs = step // 50 + 1  # always some steps left to do: the rest of the interrupted epoch at least
+    resumed = run_python("-m", "training.run", *[a if a != "200" else str(epochs) for a in args])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming at step {step}" in resumed.stdout
-    assert "done: 100/100 steps" in resumed.stdout or step >= 100
+    assert f"done: {epochs * 50}/{epochs * 50} steps" in resumed.stdout
 
 
 def _catches_sigterm(pid: int) -> bool:

@@ -1,39 +1,23 @@
-"""TF Serving configs: parsed by TF Serving's own protos (or its documented schema), and consistent."""
+"""TF Serving configs: parsed by TF Serving's own protos where the installed package has them, and consistent."""
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import message_factory, text_format
 
 from serving.tfserving import config as tfs
 
 
-def documented_message(name: str):
-    """BatchingParameters / MonitoringConfig as TF Serving documents them (session_bundle_config.proto,
-    monitoring_config.proto); tensorflow-serving-api does not ship these two messages."""
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    from google.protobuf import wrappers_pb2
+def tfserving_message(name: str):
+    """TF Serving's message class from the installed tensorflow-serving-api when it ships one, else the
+    server's own (what --batching_parameters_file and --monitoring_config_file are read with; test_protos
+    compares it with TF Serving's definition wherever the installed package has one, and says which not)."""
+    from google.protobuf import descriptor_pool
 
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    f = descriptor_pb2.FileDescriptorProto(name="tfs_documented.proto", package="tensorflow.serving",
-                                           syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
-    T = descriptor_pb2.FieldDescriptorProto
-    batching = f.message_type.add(name="BatchingParameters")
-    for number, field, kind in [(1, "max_batch_size", ".google.protobuf.Int64Value"),
-                                (2, "batch_timeout_micros", ".google.protobuf.Int64Value"),
-                                (3, "max_enqueued_batches", ".google.protobuf.Int64Value"),
-                                (4, "num_batch_threads", ".google.protobuf.Int64Value"),
-                                (5, "thread_pool_name", ".google.protobuf.StringValue")]:
-        batching.field.add(name=field, number=number, type=T.TYPE_MESSAGE, type_name=kind, label=T.LABEL_OPTIONAL)
-    batching.field.add(name="allowed_batch_sizes", number=6, type=T.TYPE_INT64, label=T.LABEL_REPEATED)
-    prometheus = f.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, type=T.TYPE_BOOL, label=T.LABEL_OPTIONAL)
-    prometheus.field.add(name="path", number=2, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
-    monitoring = f.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, type=T.TYPE_MESSAGE,
-                         type_name=".tensorflow.serving.PrometheusConfig", label=T.LABEL_OPTIONAL)
-    pool.Add(f)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+    from serving import protos
+
+    try:
+        return message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(f"tensorflow.serving.{name}"))
+    except KeyError:
+        return protos.message(f"tensorflow.serving.{name}")
 
 
 def test_models_config_parses_as_model_server_config():
@@ -51,7 +35,7 @@ def test_models_config_parses_as_model_server_config():
 
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_batching_parameters_use_tf_servings_field_names(device):
-    parsed = text_format.Parse(tfs.batching_parameters(device), documented_message("BatchingParameters")())
+    parsed = text_format.Parse(tfs.batching_parameters(device), tfserving_message("BatchingParameters")())
     assert parsed.max_batch_size.value == tfs.BATCHING[device]["max_batch_size"]
     assert list(parsed.allowed_batch_sizes)[-1] == parsed.max_batch_size.value  # TF Serving requires this
     assert list(parsed.allowed_batch_sizes) == sorted(parsed.allowed_batch_sizes)
@@ -59,7 +43,7 @@ def test_batching_parameters_use_tf_servings_field_names(device):
 
 
 def test_monitoring_config_enables_prometheus():
-    parsed = text_format.Parse(tfs.monitoring_config(), documented_message("MonitoringConfig")())
+    parsed = text_format.Parse(tfs.monitoring_config(), tfserving_message("MonitoringConfig")())
     assert parsed.prometheus_config.enable and parsed.prometheus_config.path == "/monitoring/prometheus/metrics"
 
 
@@ -107,7 +91,7 @@ def test_batch_threads_are_one_per_core_of_the_serving_host(tiny_export):
     import os
 
     def threads(text):
-        return text_format.Parse(text, documented_message("BatchingParameters")()).num_batch_threads.value
+        return text_format.Parse(text, tfserving_message("BatchingParameters")()).num_batch_threads.value
 
     assert threads((tfs.HERE / "batching_parameters_cpu.txt").read_text()) == tfs.COMMITTED_BATCH_THREADS == 4
     assert tfs.main(["--export-dir", str(tiny_export)]) == 0
