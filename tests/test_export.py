@@ -1,6 +1,7 @@
 """Export: layout, signature, warmup, parity gate, atomic publish, versions, model card, generate."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -318,6 +319,46 @@ def _python_nobody_can_run():
     pytest.skip(f"no python{version} that user nobody may execute")
 
 
+SERVER_IMPORTS = ("numpy", "onnxruntime", "google.protobuf", "grpc", "starlette", "uvicorn", "prometheus_client",
+                  "orjson", "anyio", "h11", "click")
+
+
+def _readable_copies(python, site_packages, destination):
+    """`site_packages` when nobody can import the server's dependencies from them, else a copy of the
+    distributions those imports come from (with their requirements) under `destination`."""
+    import shutil
+    import subprocess
+    from importlib import metadata
+
+    probe = f"import {', '.join(SERVER_IMPORTS)}"
+    env = {"PYTHONPATH": os.pathsep.join(site_packages), "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+    if subprocess.run([python, "-c", probe], env=env, cwd="/", preexec_fn=_as_nobody, capture_output=True).returncode == 0:
+        return list(site_packages)
+    wanted = {name.split(".")[0] for name in SERVER_IMPORTS}
+    by_package = metadata.packages_distributions()
+    todo = {dist for package in wanted for dist in by_package.get(package, [])} | {"protobuf"}
+    done = set()
+    while todo:
+        name = todo.pop()
+        if name.lower() in done:
+            continue
+        done.add(name.lower())
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or []:
+            source = dist.locate_file(file)
+            if source.is_file():
+                target = os.path.join(destination, str(file))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(source, target)
+        for requirement in dist.requires or []:
+            if "extra ==" not in requirement:
+                todo.add(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0])
+    return [destination]
+
+
 def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_them(tiny_export, tmp_path):
     import os
     import shutil
@@ -337,13 +378,20 @@ def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_th
         assert path.stat().st_mode & 0o777 == expected, f"{path} is {oct(path.stat().st_mode & 0o777)}"
     python = _python_nobody_can_run()
     rest, grpc_port = free_port(), free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
-           "PYTHONPATH": os.pathsep.join([str(REPO), *site.getsitepackages()])}
     with tempfile.TemporaryDirectory(prefix="nobody-reads-", dir="/tmp") as public:  # pytest's tmp is root-only
         os.chmod(public, 0o755)
         shutil.copytree(tiny_export / "onnx-models", f"{public}/onnx-models")  # copytree keeps the modes
+        # nobody cannot enter a checkout inside a 0700 directory (a home, a mktemp -d): it gets a
+        # readable copy of the server's code, and of the packages it imports unless it can read them.
+        code = f"{public}/code"
+        for package in ("common", "serving"):
+            shutil.copytree(REPO / package, f"{code}/{package}", ignore=shutil.ignore_patterns("__pycache__"))
+        path = [code, *_readable_copies(python, site.getsitepackages(), f"{public}/site-packages")]
+        subprocess.run(["chmod", "-R", "a+rX", public], check=True)  # a clone made under umask 077 too
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
+               "PYTHONPATH": os.pathsep.join(path)}
         server = subprocess.Popen([python, "-m", "serving.server", "--model-base-path", f"{public}/onnx-models/generator",
-                                   "--rest-port", str(rest), "--grpc-port", str(grpc_port)], cwd=REPO, env=env,
+                                   "--rest-port", str(rest), "--grpc-port", str(grpc_port)], cwd=code, env=env,
                                   preexec_fn=_as_nobody, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             uid = next(line.split()[1] for line in open(f"/proc/{server.pid}/status") if line.startswith("Uid:"))
