@@ -199,7 +199,7 @@ def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
     python = str(venv / "bin" / "python")
     serve = PYPROJECT["project"]["optional-dependencies"]["serve"]
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run(pip + serve, check=True, timeout=600)
+    subprocess.run(pip + ["-c", str(REPO / "requirements" / "lock.txt"), *serve], check=True, timeout=600)
     subprocess.run(pip + ["--no-deps", str(REPO)], check=True, timeout=300, cwd=tmp_path)
     probe = subprocess.run([python, "-c", "import importlib.util as u; print(u.find_spec('tensorflow'), u.find_spec('keras'))"],
                            capture_output=True, text=True, cwd=tmp_path)
