@@ -20,6 +20,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GAN_SERVE_CACHE", tempfile.mkdtemp(prefix="gan-serve-test-cache-"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The second tier (marker `tier2`) runs only when `-m` names it (`python -m pytest -m tier2`), so
+    `python -m pytest` and `python -m pytest -m "not slow"` stay the fast tier."""
+    if "tier2" in (config.option.markexpr or ""):
+        return
+    second = [item for item in items if item.get_closest_marker("tier2")]
+    if second:
+        config.hook.pytest_deselected(items=second)
+        items[:] = [item for item in items if not item.get_closest_marker("tier2")]
+
+
 @pytest.fixture(scope="session")
 def mnist_test_dir(tmp_path_factory) -> Path:
     """A directory of MNIST-format idx files: the real test set from ../shared when it is there,

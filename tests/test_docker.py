@@ -192,6 +192,7 @@ def test_compose_file_refers_to_targets_paths_and_modules_that_exist(tiny_export
     assert services["tfserving"]["depends_on"]["export"]["condition"] == "service_completed_successfully"
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
     venv = tmp_path / "slim"

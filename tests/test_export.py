@@ -88,18 +88,6 @@ def test_model_card_describes_the_model_and_hashes_the_published_files(tiny_expo
         assert sha256(tiny_export / relative) == digest, relative
 
 
-def test_versions_auto_increment_and_existing_ones_are_refused(tiny_run, tmp_path, capsys):
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path)]) == 0
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path)]) == 0
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path), "--version", "7"]) == 0
-    base = tmp_path / "tfserving" / "generator"
-    assert sorted(p.name for p in base.iterdir()) == ["1", "2", "7"]
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path), "--version", "2"]) == 2
-    assert "Version 2 already exists" in capsys.readouterr().err
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path)]) == 0
-    assert sorted(int(p.name) for p in base.iterdir()) == [1, 2, 7, 8]
-
-
 def test_a_failure_mid_export_publishes_nothing(tiny_run, tmp_path, monkeypatch):
     import export.exporter
 
@@ -192,6 +180,7 @@ def _published(out):
     return sorted(int(p.name) for p in (out / "tfserving" / "generator").iterdir() if p.name.isdigit())
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_concurrent_exports_into_one_dir_publish_whole_distinct_versions(tiny_run, tmp_path):
     import subprocess
@@ -234,6 +223,7 @@ def test_concurrent_exports_into_one_dir_publish_whole_distinct_versions(tiny_ru
     assert sha256(out / "onnx" / "generator.onnx") == newest["sha256"]["onnx/generator.onnx"]
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_a_killed_export_leaves_leftovers_the_next_one_removes_without_touching_live_ones(tiny_run, tmp_path):
     import signal
@@ -415,6 +405,7 @@ def _mount_tmpfs(path, size):
         pytest.skip(f"cannot mount a tmpfs to fill up ({result.stderr.strip()}): needs root and mount permission")
 
 
+@pytest.mark.tier2
 def test_a_full_disk_exits_4_naming_the_path_and_space_and_leaves_nothing(tiny_run, tmp_path, capsys):
     import subprocess
 

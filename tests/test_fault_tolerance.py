@@ -142,6 +142,7 @@ def generator_weights(run_dir):
     return keras.models.load_model(run_dir / "generator.keras", compile=False).get_weights()
 
 
+@pytest.mark.tier2
 def test_two_workers_train_the_weights_of_one_worker_and_only_the_chief_writes(tmp_path, mnist_test_dir):
     """Workers agree with each other by construction (mirrored variables): what is tested is that two
     workers, each with half of every global batch, train what one process with the whole batch trains."""

@@ -48,6 +48,7 @@ def test_a_missing_eval_reference_dir_fails_before_the_run_directory_exists(smal
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
 
+@pytest.mark.tier2
 def test_two_workers_with_eval_every_finish(small_idx, tmp_path):
     run_dir = tmp_path / "run"
     ports = [free_port(), free_port()]
