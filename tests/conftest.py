@@ -99,3 +99,13 @@ def tiny_export(tiny_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exports")
     assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_export(tiny_conditional_run, tmp_path_factory) -> Path:
+    """The conditional tiny run exported once per session as model "digits" (tests only read it)."""
+    from export.run import main
+
+    out = tmp_path_factory.mktemp("exports_cond")
+    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(out), "--model-name", "digits"]) == 0
+    return out

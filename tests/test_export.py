@@ -132,16 +132,15 @@ def test_bad_input_exits_2_with_a_message(tiny_run, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_conditional_export_takes_labels_and_passes_parity(tiny_conditional_run, tmp_path):
-    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(tmp_path), "--model-name", "digits"]) == 0
-    sig = signature_def(tmp_path / "tfserving" / "digits" / "1")["serving_default"]
+def test_conditional_export_takes_labels_and_passes_parity(tiny_conditional_export):
+    sig = signature_def(tiny_conditional_export / "tfserving" / "digits" / "1")["serving_default"]
     assert sorted(sig.inputs) == ["label", "z"] and sig.inputs["label"].dtype == tf.int32.as_datatype_enum
-    card = json.loads((tmp_path / "model_card.json").read_text())
+    card = json.loads((tiny_conditional_export / "model_card.json").read_text())
     assert card["num_classes"] == 10 and card["class_names"] == [str(i) for i in range(10)]
-    assert json.loads((tmp_path / "export_report.json").read_text())["passed"]
+    assert json.loads((tiny_conditional_export / "export_report.json").read_text())["passed"]
 
 
-def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_conditional_run, tmp_path):
+def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_conditional_export, tmp_path):
     from export.generate import main as generate
 
     onnx_png, sm_png = tmp_path / "onnx.png", tmp_path / "sm.png"
@@ -151,9 +150,8 @@ def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_cond
     from PIL import Image
 
     assert Image.open(onnx_png).size == (3 * 29 + 1, 3 * 29 + 1)
-    out = tmp_path / "cond"
-    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(out)]) == 0
-    assert generate(["--model", str(out / "onnx" / "generator.onnx"), "--num", "20", "--out", str(tmp_path / "c.png")]) == 0
+    assert generate(["--model", str(tiny_conditional_export / "onnx" / "digits.onnx"), "--num", "20",
+                     "--out", str(tmp_path / "c.png")]) == 0
     assert Image.open(tmp_path / "c.png").size == (2 * 29 + 1, 10 * 29 + 1)
     assert generate(["--model", str(tmp_path / "missing.onnx")]) == 2
 

@@ -24,12 +24,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exports(tiny_run, tmp_path_factory):
+def exports(tiny_run, tiny_export, tmp_path_factory):
     from export.run import main
 
-    out = tmp_path_factory.mktemp("served")
-    for _ in range(2):  # versions 1 and 2 of the same generator
-        assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0
+    import shutil
+
+    out = tmp_path_factory.mktemp("served") / "exports"
+    shutil.copytree(tiny_export, out)  # version 1: the session's export of tiny_run
+    assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0  # version 2 of the same generator
+    assert sorted(p.name for p in (out / "onnx-models" / "generator").iterdir()) == ["1", "2"]
     return out
 
 
@@ -274,12 +277,9 @@ def test_sigterm_finishes_in_flight_work_on_both_protocols_and_stops_accepting(e
     assert sorted(results) == [("grpc", True)] * 16 + [("rest", True)] * 16
 
 
-def test_conditional_model_over_both_protocols(tiny_conditional_run, tmp_path):
-    from export.run import main
-
-    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(tmp_path), "--model-name", "digits"]) == 0
-    local = OnnxGenerator(tmp_path / "onnx" / "digits.onnx")
-    served = Server(["--model", str(tmp_path / "onnx" / "digits.onnx"), "--no-batching"], tmp_path / "c.log")
+def test_conditional_model_over_both_protocols(tiny_conditional_export, tmp_path):
+    local = OnnxGenerator(tiny_conditional_export / "onnx" / "digits.onnx")
+    served = Server(["--model", str(tiny_conditional_export / "onnx" / "digits.onnx"), "--no-batching"], tmp_path / "c.log")
     try:
         z, labels = z_batch(3), np.array([0, 5, 9], np.int32)
         for protocol, port in (("grpc", served.grpc_port), ("rest", served.rest_port)):
