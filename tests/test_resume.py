@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import REPO, TINY, run_python
 from tests.test_metrics_training import sample_idx
 
+pytestmark = pytest.mark.slow
 STOP_AT, STEPS_PER_EPOCH, EPOCHS = 6, 4, 3  # step 6 is inside epoch 2
 
 
