@@ -402,3 +402,35 @@ def test_a_sigterm_between_two_fits_checkpoints_and_stops_the_resume_loop():
     assert not workers.stop_between_fits() and saved == ["alone"]
     quiet = PreemptionGuard(lambda: saved.append("quiet"), requested=lambda: False)
     assert not quiet.stop_between_fits() and saved == ["alone"]
+
+
+SIGTERM_AFTER_STRATEGY = """
+import json, os, signal, sys, time
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{sys.argv[1]}"]},
+                                      "task": {"type": "worker", "index": 0}})
+from training import sigterm
+with sigterm.noted():
+    from training.strategy import make_strategy
+    from training.config import TrainConfig
+    make_strategy("multi-worker", TrainConfig(strategy="multi-worker"))
+    if sys.argv[2] == "reassert":
+        sigterm.reassert()
+    os.kill(os.getpid(), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not sigterm.requested() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("noted" if sigterm.requested() else "lost", flush=True)
+"""
+
+
+def test_a_sigterm_after_the_multi_worker_runtime_started_is_still_noted():
+    """TensorFlow's multi-worker runtime installs its own SIGTERM handler in C when the strategy
+    starts (Python's `signal.getsignal` cannot see it): without `sigterm.reassert()` a preempted
+    worker neither stops at a safe step nor dies. The trainer reasserts right after the strategy."""
+    outputs = {}
+    for mode in ("reassert", "as-is"):
+        proc = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_STRATEGY, str(free_ports(1)[0]), mode], cwd=REPO,
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        outputs[mode] = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else [proc.stderr[-500:]]
+    assert outputs["reassert"] == ["noted"], outputs
+    assert outputs["as-is"] == ["lost"], "the runtime no longer takes SIGTERM over: reassert may be unneeded"

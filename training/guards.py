@@ -73,6 +73,9 @@ class PreemptionGuard(keras.callbacks.Callback):
             self.preempted = True
         return self.preempted
 
+    def on_train_begin(self, logs=None):
+        sigterm.reassert()  # in case the runtime installed its own SIGTERM handler since the run began
+
     def on_train_batch_end(self, batch, logs=None):
         requested = self.requested()
         expired = bool(self.budget and self.chief and time.monotonic() >= self.budget.deadline)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 _requested = threading.Event()
+_depth = 0  # how many `noted` blocks are open
 
 
 def requested() -> bool:
@@ -21,15 +22,30 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def _note(signum, frame) -> None:
+    _requested.set()
+
+
 @contextmanager
 def noted() -> Iterator[threading.Event]:
     """For the block, a SIGTERM sets the flag `requested` reads (only the main thread can install
     a handler; elsewhere the block runs with the process's handler unchanged). Blocks nest."""
+    global _depth
     if threading.current_thread() is not threading.main_thread():
         yield _requested
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _requested.set())
+    previous = signal.signal(signal.SIGTERM, _note)
+    _depth += 1
     try:
         yield _requested
     finally:
+        _depth -= 1
         signal.signal(signal.SIGTERM, previous)
+
+
+def reassert() -> None:
+    """Install the noting handler again inside an open `noted` block. TensorFlow's multi-worker
+    runtime installs its own SIGTERM handler in C when the strategy starts, behind Python's back
+    (`signal.getsignal` still names ours, but a SIGTERM no longer reaches it): call this after it."""
+    if _depth and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _note)

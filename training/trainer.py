@@ -74,6 +74,7 @@ def _train(config: TrainConfig) -> RunResult:
     started = time.time()
     config.validate()
     strategy = make_strategy(config.strategy, config)  # first: multi-worker must set up collectives before TF starts
+    sigterm.reassert()  # the multi-worker runtime just replaced our SIGTERM handler with its own
     seed_everything(config)
     labelled, data = load_training_data(config)
     config = resolve(config, data)
