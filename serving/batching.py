@@ -62,8 +62,8 @@ class DynamicBatcher:
         self._executor.shutdown(wait=True)
 
     async def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Validate (raising InputError at once), then run alone or in a batch (QueueFull when overloaded)."""
-        inputs = self.model.validate(inputs)
+        """Checked inputs (`serving.validation.check_inputs`, run once by the request core) -> images,
+        alone or in a batch (QueueFull when overloaded)."""
         rows = len(inputs["z"])
         if self._waiting_rows and self._waiting_rows + rows > self.max_waiting_rows:  # one big request always fits
             raise QueueFull(f"the server's batch queue is full ({self._waiting_rows} rows waiting); retry later")
@@ -76,7 +76,7 @@ class DynamicBatcher:
                 self._waiting_rows -= rows
             try:
                 self.on_batch(rows)
-                return await loop.run_in_executor(self._executor, self.model.run, inputs)
+                return await loop.run_in_executor(self._executor, self.model.run_checked, inputs)
             finally:
                 self._slots.release()
         item = (inputs, loop.create_future(), time.monotonic())
@@ -137,7 +137,7 @@ class DynamicBatcher:
                 return
             merged = {k: np.concatenate([item[0][k] for item in batch]) for k in batch[0][0]}
             self.on_batch(len(merged["z"]))
-            images = await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run, merged)
+            images = await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run_checked, merged)
             start = 0
             for inputs, future, _ in batch:
                 end = start + len(inputs["z"])

@@ -29,17 +29,18 @@ import grpc
 import uvicorn
 
 from serving.batching import DynamicBatcher
-from serving.grpc_api import build_handlers
-from serving.metrics import ServerMetrics
+from serving.connections import connection_cap, guarded_h11_protocol, raise_fd_limit
+from serving.core import RequestCore
 from serving.flags import add_tfserving_flags, refuse_not_applicable, resolve
+from serving.frontends.grpc_app import build_handlers
+from serving.frontends.rest_app import create_app
+from serving.frontends.rest_common import RestContext
+from serving.metrics import ServerMetrics
 from serving.model_manager import ModelManager, poll_forever
 from serving.onnx_generator import OnnxGenerator
+from serving.rest_intake import default_body_limit
 from serving.server_config import read_models_config
 from serving.version_watch import LoadGate
-from serving.connections import connection_cap, guarded_h11_protocol, raise_fd_limit
-from serving.rest_api import create_app
-from serving.rest_intake import default_body_limit
-from serving.service import GeneratorService
 
 log = logging.getLogger("serving.server")
 
@@ -177,27 +178,21 @@ async def serve(args) -> None:
                                                       intra_op_threads=args.intra_op_threads or None),
                            new_batcher, args.allow_version_labels_for_unavailable_models, gate)
     await manager.apply(args.models, initial=True)
-    service = GeneratorService(manager.models, manager.batchers, args.max_request_batch, manager=manager)
+    state = {"ready": False}
+    core = RequestCore(manager, args.max_request_batch, readiness=lambda: state["ready"])
 
     def body_limit() -> int:  # follows the served models: a new version with a wider z raises it
         dims = [g.info.latent_dim for m in manager.models.values() for g in m.versions.values()]
         return args.max_body_bytes or default_body_limit(args.max_request_batch, dims)
 
     grpc_server = bind_grpc(args, body_limit()) if args.grpc_port else None
-    state = {"ready": False}
-
-    def readiness() -> tuple[bool, str]:  # serving, and every configured model has a version AVAILABLE
-        return manager.readiness() if state["ready"] else (False, "starting or shutting down")
-
     rest = None
     if rest_socket:
-        app = create_app(service, metrics, body_limit, readiness=readiness,
-                         read_timeout=args.read_timeout_seconds, request_timeout=args.rest_api_timeout_in_ms / 1000
-                         if args.rest_api_timeout_in_ms > 0 else None, prometheus_path=args.prometheus_path)
-        rest = build_rest(app, rest_socket, metrics, args)
+        timeout = args.rest_api_timeout_in_ms / 1000 if args.rest_api_timeout_in_ms > 0 else None
+        context = RestContext(core, metrics, body_limit, args.read_timeout_seconds, timeout)
+        rest = build_rest(create_app(context, args.prometheus_path), rest_socket, metrics, args)
     if grpc_server:
-        grpc_server.add_generic_rpc_handlers(build_handlers(service, metrics))
-    if grpc_server:
+        grpc_server.add_generic_rpc_handlers(build_handlers(core, metrics))
         await grpc_server.start()
 
     stop = asyncio.Event()
