@@ -132,3 +132,32 @@ def test_samples_png_changes_with_the_label_and_the_page_lists_versions(server):
     assert refused.status_code == 400 and "label" in refused.json()["error"]
     page = httpx.get(f"{server.url}/samples", params={"model": "g", "version": "1", "label": 2}, timeout=30)
     assert page.status_code == 200 and "/v1/models/g/versions/1/samples.png?seed=0&amp;count=16&amp;label=2" in page.text
+
+
+def test_the_kserve_runtime_arguments_serve_the_model_under_the_inference_service_name(tmp_path):
+    """The ServingRuntime's container arguments, with KServe's {{.Name}} and /mnt/models filled in as
+    KServe fills them, serve the model under the InferenceService's name and pass its probes."""
+    import yaml
+
+    from tests.conftest import REPO
+    from tests.server_harness import free_ports
+
+    docs = list(yaml.safe_load_all((REPO / "deploy" / "kubernetes" / "serving" / "kserve-v2.yaml").read_text()))
+    runtime, service = (next(d for d in docs if d["kind"] == kind) for kind in ("ServingRuntime", "InferenceService"))
+    container = runtime["spec"]["containers"][0]
+    assert service["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"]
+    assert container["command"] == ["python", "-m", "serving.server"] and container["name"] == "kserve-container"
+    write_version(tmp_path / "mnt-models", 1, num_classes=CLASSES)
+    rest, grpc_port = free_ports(2)
+    fill = {"{{.Name}}": service["metadata"]["name"], "/mnt/models": str(tmp_path / "mnt-models"), "0.0.0.0": "127.0.0.1",
+            "8080": str(rest), "8081": str(grpc_port)}
+    args = [fill.get(a, a) for a in container["args"]]
+    i = args.index("--rest-port")
+    srv = Server(args[:i] + args[i + 4:], tmp_path / "server.log", rest_port=rest, grpc_port=grpc_port)
+    try:
+        for probe in (container["readinessProbe"], container["livenessProbe"]):
+            assert httpx.get(srv.url + probe["httpGet"]["path"], timeout=10).status_code == 200
+        assert httpclient.InferenceServerClient(f"127.0.0.1:{rest}").is_model_ready("gan-generator")
+        assert grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}").is_model_ready("gan-generator")
+    finally:
+        assert srv.stop() == 0
