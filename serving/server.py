@@ -1,4 +1,5 @@
-"""`python -m serving.server`: an onnxruntime model server that speaks TensorFlow Serving's APIs.
+"""`python -m serving.server`: an onnxruntime model server that speaks TensorFlow Serving's APIs
+(canonical) and the Open Inference Protocol (KServe v2), on the same two ports.
 
     python -m serving.server --model exports/onnx/generator.onnx
     python -m serving.server --model-base-path exports/onnx-models/generator --labels stable=1,canary=2
@@ -12,6 +13,7 @@ otherwise; a taken port is refused with one line and exit code 2. SIGTERM (or Ct
 accepting on both protocols at once, lets in-flight requests finish within --grace-seconds, then
 exits 0. Slow, idle and excess clients are bounded by --read-timeout-seconds, --idle-timeout-seconds,
 --max-connections and --max-enqueued-batches.
+What is served where: `serving.frontends` (one module per protocol over `serving.core`).
 Needs numpy, onnxruntime, protobuf, grpcio, starlette, uvicorn and prometheus-client: no TensorFlow.
 """
 
@@ -158,6 +160,28 @@ def size_connections(args) -> None:
     args.max_connections = cap
 
 
+def build_manager(args, metrics: ServerMetrics) -> ModelManager:
+    """The model manager: each version loads into an OnnxGenerator with its own dynamic batcher."""
+    def new_batcher(generator) -> DynamicBatcher:
+        batcher = DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads,
+                                 args.batching, metrics.batch_size.observe, args.max_enqueued_batches)
+        batcher.start()
+        return batcher
+
+    gate = LoadGate(args.version_settle_seconds, args.max_num_load_retries, args.load_retry_interval_micros / 1e6)
+    return ModelManager(lambda path: OnnxGenerator(path, device=args.device, variant=args.variant,
+                                                   intra_op_threads=args.intra_op_threads or None),
+                        new_batcher, args.allow_version_labels_for_unavailable_models, gate)
+
+
+def log_serving(manager: ModelManager, args, body_limit: int) -> None:
+    served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in manager.models.values())
+    first = next(iter(next(iter(manager.models.values())).versions.values()))
+    log.warning("Serving %s on %s: REST %s (TF Serving /v1, Open Inference Protocol /v2, samples page /samples), "
+                "gRPC %s; %s; bodies up to %d bytes", served, args.host, args.rest_port or "off",
+                args.grpc_port or "off", first.description, body_limit)
+
+
 async def serve(args) -> None:
     size_connections(args)
     # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
@@ -166,17 +190,7 @@ async def serve(args) -> None:
         bind_socket(args.host, args.grpc_port, "--grpc-port").close()
 
     metrics = ServerMetrics()
-
-    def new_batcher(generator) -> DynamicBatcher:
-        batcher = DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads,
-                                 args.batching, metrics.batch_size.observe, args.max_enqueued_batches)
-        batcher.start()
-        return batcher
-
-    gate = LoadGate(args.version_settle_seconds, args.max_num_load_retries, args.load_retry_interval_micros / 1e6)
-    manager = ModelManager(lambda path: OnnxGenerator(path, device=args.device, variant=args.variant,
-                                                      intra_op_threads=args.intra_op_threads or None),
-                           new_batcher, args.allow_version_labels_for_unavailable_models, gate)
+    manager = build_manager(args, metrics)
     await manager.apply(args.models, initial=True)
     state = {"ready": False}
     core = RequestCore(manager, args.max_request_batch, readiness=lambda: state["ready"])
@@ -209,10 +223,7 @@ async def serve(args) -> None:
     state["ready"] = True
     poller = loop.create_task(poll_forever(manager, args.file_system_poll_wait_seconds, args.model_config_file,
                                            args.model_config_file_poll_wait_seconds, read_models_config))
-    served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in manager.models.values())
-    first = next(iter(next(iter(manager.models.values())).versions.values()))
-    log.warning("Serving %s on %s: REST %s, gRPC %s; %s; bodies up to %d bytes", served, args.host,
-                args.rest_port or "off", args.grpc_port or "off", first.description, body_limit())
+    log_serving(manager, args, body_limit())
 
     waiters = [loop.create_task(stop.wait())] + ([rest_task] if rest_task else [])
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
