@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,7 +40,8 @@ class DynamicBatcher:
         self._waiting_rows = 0  # rows queued or waiting for a runner, not yet computing
         self._executor = ThreadPoolExecutor(max_workers=num_batch_threads, thread_name_prefix="onnx-batch")
         self._slots = asyncio.Semaphore(num_batch_threads)
-        self._queue: list[tuple[dict, asyncio.Future, float]] = []
+        self._queue: deque[tuple[dict, asyncio.Future, float]] = deque()
+        self._queued_rows = 0  # rows in _queue, kept as it changes (summing it per loop turn was O(queue))
         self._wakeup = asyncio.Event()
         self._collector: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
@@ -81,15 +83,17 @@ class DynamicBatcher:
                 self._slots.release()
         item = (inputs, loop.create_future(), time.monotonic())
         self._waiting_rows += rows
+        self._queued_rows += rows
         self._queue.append(item)
         self._wakeup.set()
         try:
             return await item[1]
         except asyncio.CancelledError:  # the client has gone: leave the queue, so the rows are never computed
-            for i, queued in enumerate(self._queue):
+            for i, queued in enumerate(self._queue):  # by identity: items hold arrays, == would compare them
                 if queued is item:
                     del self._queue[i]
                     self._waiting_rows -= rows
+                    self._queued_rows -= rows
                     self._wakeup.set()  # the batch being formed may have lost its head
                     break
             raise
@@ -119,15 +123,17 @@ class DynamicBatcher:
                 task.add_done_callback(self._running.discard)
 
     def _rows_queued(self) -> int:
-        return sum(len(item[0]["z"]) for item in self._queue)
+        return self._queued_rows
 
     def _take_batch(self):
         batch, rows = [], 0
         while self._queue and rows + len(self._queue[0][0]["z"]) <= self.max_batch_size:
-            item = self._queue.pop(0)
-            self._waiting_rows -= len(item[0]["z"])
+            item = self._queue.popleft()
+            size = len(item[0]["z"])
+            self._waiting_rows -= size
+            self._queued_rows -= size
             batch.append(item)
-            rows += len(item[0]["z"])
+            rows += size
         return batch
 
     async def _run(self, batch) -> None:

@@ -52,7 +52,7 @@ def unary(core, metrics, malformed: MalformedLog, method: str, handler, request_
     in the metrics (predictions only)."""
     async def call(raw: bytes, context):
         start, code, failure, request = time.perf_counter(), "OK", None, None
-        metrics.in_flight.labels("grpc").inc()
+        metrics.child(metrics.in_flight, "grpc").inc()
         try:
             request = parse(request_class, raw)
             return await handler(core, request)
@@ -67,7 +67,7 @@ def unary(core, metrics, malformed: MalformedLog, method: str, handler, request_
             log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
             code, failure = "INTERNAL", (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
         finally:
-            metrics.in_flight.labels("grpc").dec()
+            metrics.child(metrics.in_flight, "grpc").dec()
             model = model_of(request) if model_of is not None and request is not None else None
             metrics.observe("grpc", method, code, time.perf_counter() - start, model=model)
         status, message = failure

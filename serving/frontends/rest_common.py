@@ -107,7 +107,7 @@ async def predict_in_time(ctx: RestContext, request: Request, work):
 async def answer(ctx: RestContext, api: str, method: str, handler, request: Request, target) -> Response:
     """Run one handler: time it, count it, and turn every failure into an error body."""
     start, status = time.perf_counter(), "OK"
-    ctx.metrics.in_flight.labels("rest").inc()
+    ctx.metrics.child(ctx.metrics.in_flight, "rest").inc()
     try:
         response = await handler(ctx, request, target)
     except RequestError as err:
@@ -119,7 +119,7 @@ async def answer(ctx: RestContext, api: str, method: str, handler, request: Requ
         log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
         response, status = error(500, f"internal error: {type(err).__name__}"), "INTERNAL"
     finally:
-        ctx.metrics.in_flight.labels("rest").dec()
+        ctx.metrics.child(ctx.metrics.in_flight, "rest").dec()
     ctx.metrics.observe(api, method, str(response.status_code), time.perf_counter() - start,
                         model=getattr(target, "name", None), status=status)
     return response
