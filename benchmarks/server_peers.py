@@ -186,7 +186,8 @@ def main(argv=None) -> None:
     parser.add_argument("--model", type=Path, default=None, help="ONNX generator (default: export the default "
                         "architecture, untrained: speed does not depend on the weights).")
     parser.add_argument("--seconds", type=float, default=8.0, help="Length of each cell.")
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads, every server.")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, every server "
+                        "(1: the load generator needs the second core of a 2-core machine).")
     parser.add_argument("--servers", default="ours,kserve,mlserver", type=lambda s: s.split(","))
     parser.add_argument("--kserve-venv", default="/tmp/peers-kserve")
     parser.add_argument("--mlserver-venv", default="/tmp/peers-mlserver")

@@ -10,6 +10,6 @@ def session(path: str):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(os.environ.get("PEER_THREADS", "2"))
+    options.intra_op_num_threads = int(os.environ.get("PEER_THREADS", "1"))
     options.inter_op_num_threads = 1
     return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
