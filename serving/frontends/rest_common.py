@@ -23,6 +23,8 @@ from serving.core import RequestCore, RequestError
 
 log = logging.getLogger("serving.rest")
 MAX_MESSAGE_CHARS = 1000  # whatever a request names, the answer stays short
+INLINE_BYTES = 32 << 10    # smaller bodies and answers are (de)serialized on the loop: tens of microseconds,
+                           # less than the hop to a worker thread and back; bigger ones go to a thread
 
 
 class ClientGone(Exception):
@@ -123,6 +125,14 @@ async def answer(ctx: RestContext, api: str, method: str, handler, request: Requ
     ctx.metrics.observe(api, method, str(response.status_code), time.perf_counter() - start,
                         model=getattr(target, "name", None), status=status)
     return response
+
+
+async def off_loop(size: int, function, *args):
+    """`function(*args)` in a worker thread when `size` bytes make it slow enough to stall the loop
+    (and every gRPC call on it), else right here."""
+    if size < INLINE_BYTES:
+        return function(*args)
+    return await asyncio.to_thread(function, *args)
 
 
 def endpoint(ctx: RestContext, route):

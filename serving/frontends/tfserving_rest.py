@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from serving import rest_paths
 from serving.core import RequestError
-from serving.frontends.rest_common import RestContext, answer, error, predict_in_time, read_body
+from serving.frontends.rest_common import RestContext, answer, error, off_loop, predict_in_time, read_body
 from serving.frontends.tfserving_common import check_signature, signature_def_map
 from serving.rest_intake import decode_json, decode_predict
 
@@ -31,20 +31,19 @@ async def predict(ctx: RestContext, request: Request, target: rest_paths.Target)
     """:predict, row ("instances") or columnar ("inputs") format; the answer in the same format."""
     _, info = ctx.core.info(target.name, target.version, target.label)
     body = await read_body(request, ctx.body_limit(), ctx.read_timeout)
-    # Parsed and checked in a worker: the loop (and every gRPC call on it) keeps going meanwhile.
-    inputs, style, signature_name = await asyncio.to_thread(decode_predict, body, info.input_names,
-                                                            ctx.core.max_request_batch)
+    # Big bodies are parsed and checked in a worker: the loop (and every gRPC call on it) keeps going.
+    inputs, style, signature_name = await off_loop(len(body), decode_predict, body, info.input_names,
+                                                   ctx.core.max_request_batch)
     check_signature(signature_name)
     try:
         _, images = await predict_in_time(ctx, request, ctx.core.predict(target.name, inputs, target.version,
                                                                          target.label))
     except RequestError as err:
         raise tf_type_error(err, inputs) from None
-    # orjson writes the float32 array as is, in a worker thread: a 256x64x64x3 answer does not
-    # hold the event loop (and every gRPC call on it).
+    # orjson writes the float32 array as is, a big answer in a worker thread: a 256x64x64x3 answer
+    # does not hold the event loop (and every gRPC call on it).
     key = "predictions" if style == "row" else "outputs"
-    content = await asyncio.to_thread(orjson.dumps, {key: np.ascontiguousarray(images)},
-                                      option=orjson.OPT_SERIALIZE_NUMPY)
+    content = await off_loop(images.nbytes * 4, dump_numpy, {key: np.ascontiguousarray(images)})
     return Response(content, media_type="application/json")
 
 
@@ -92,6 +91,10 @@ async def route(ctx: RestContext, request: Request) -> Response:
         return error(400, str(err))
     method = METRIC_NAMES.get(target.method, target.method)
     return await answer(ctx, "rest", method, HANDLERS[target.method], request, target)
+
+
+def dump_numpy(payload: dict) -> bytes:
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def tf_type_error(err: RequestError, inputs: dict) -> RequestError:

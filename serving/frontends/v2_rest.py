@@ -13,7 +13,6 @@ through the same core (one validation), batcher and metrics (method "predict").
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ from starlette.routing import Route
 
 from serving.core import RequestError
 from serving.frontends import v2_tensors
-from serving.frontends.rest_common import RestContext, answer, endpoint, predict_in_time, read_body
+from serving.frontends.rest_common import RestContext, answer, endpoint, off_loop, predict_in_time, read_body
 from serving.rest_intake import decode_json
 
 SERVER_NAME, SERVER_VERSION = "gan-serve", "0.1.0"
@@ -85,10 +84,11 @@ async def infer(ctx: RestContext, request: Request, target: Target) -> Response:
     _, info = ctx.core.info(target.name, target.version, target.label)
     body = await read_body(request, ctx.body_limit(), ctx.read_timeout)
     header_length = request.headers.get(BINARY_HEADER)
-    payload, inputs, wants_binary = await asyncio.to_thread(decode_infer, ctx, info, body, header_length)
+    payload, inputs, wants_binary = await off_loop(len(body), decode_infer, ctx, info, body, header_length)
     version, images = await predict_in_time(ctx, request, ctx.core.predict(target.name, inputs, target.version,
                                                                            target.label))
-    return await asyncio.to_thread(infer_response, target.name, version, payload.get("id"), images, wants_binary)
+    size = images.nbytes * (1 if wants_binary else 4)  # JSON: ~4x the float bytes
+    return await off_loop(size, infer_response, target.name, version, payload.get("id"), images, wants_binary)
 
 
 def decode_infer(ctx: RestContext, info, body: bytes, header_length: str | None) -> tuple[dict, dict, bool]:
