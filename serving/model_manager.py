@@ -70,13 +70,13 @@ class ManagedModel:
             if label not in self.labels:
                 raise ValueError(f"Unrecognized servable version label: {label}{LABEL_HINT}")
             version = self.labels[label]
-        available = self.versions
-        if version is None and available:
-            version = max(available)
-        if version is None or version not in available:
+        if version is None:  # the newest AVAILABLE (per request: no sorted copy of the versions)
+            version = max((v for v, s in self.servables.items() if s.state == "AVAILABLE"), default=None)
+        servable = self.servables.get(version) if version is not None else None
+        if servable is None or servable.state != "AVAILABLE":
             request = f"Latest({self.name})" if version is None else f"Specific({self.name}, {version})"
             raise NotFound(f"Servable not found for request: {request}")
-        return self.servables[version]
+        return servable
 
 
 class ModelManager:
