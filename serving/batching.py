@@ -4,7 +4,8 @@ At most `num_batch_threads` batches run at once, off the event loop (the onnxrun
 thread-safe and releases the GIL). While all runners are busy, arriving requests queue and leave
 together as the next batch (up to `max_batch_size` rows). Once a runner is free, the batch waits
 at most `max_queue_delay_ms` after its first request for others to join (0: leave at once, so an
-idle server adds no latency). With batching off, every request runs on its own.
+idle server adds no latency: such a request, finding a runner free and nobody queued, runs at once
+without passing through the collector). With batching off, every request runs on its own.
 
 The queue is bounded like TF Serving's `max_enqueued_batches`: when `max_enqueued_batches` full
 batches already wait, a new request is refused at once (`QueueFull`: 429 / RESOURCE_EXHAUSTED)
@@ -70,7 +71,10 @@ class DynamicBatcher:
         if self._waiting_rows and self._waiting_rows + rows > self.max_waiting_rows:  # one big request always fits
             raise QueueFull(f"the server's batch queue is full ({self._waiting_rows} rows waiting); retry later")
         loop = asyncio.get_running_loop()
-        if not self.enabled or rows >= self.max_batch_size:
+        # Alone: batching off, a full batch already, or (no batch timeout) a runner free with nobody
+        # queued: the collector's hops would only add latency; requests arriving meanwhile queue and batch.
+        idle = not self.max_queue_delay and not self._queue and not self._slots.locked()
+        if not self.enabled or rows >= self.max_batch_size or idle:
             self._waiting_rows += rows
             try:
                 await self._slots.acquire()  # cancelled here (client gone): nothing is computed
