@@ -202,7 +202,9 @@ def main(argv=None) -> None:
         rows = run(args, Path(model), Path(tmp))
     print(table([[r["server"], r["protocol"], r["concurrency"], r["rps"], r["p50_ms"], r["p99_ms"], r["errors"]]
                  for r in rows], ["server", "protocol", "clients", "req/s", "p50 ms", "p99 ms", "errors"]))
-    path = save("server_peers", {"rows": rows, "versions": versions(args), "seconds": args.seconds,
+    name = "server_peers" if args.servers == ["ours", "kserve", "mlserver"] and not args.ours_args else \
+        "server_peers-" + "-".join(args.servers) + ("-variant" if args.ours_args else "")
+    path = save(name, {"rows": rows, "ours_args": args.ours_args, "versions": versions(args), "seconds": args.seconds,
                                  "threads": args.threads, "machine_facts": machine()})
     print(f"saved {path}")
 

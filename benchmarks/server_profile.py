@@ -40,7 +40,7 @@ def summarize(raw: Path, top: int = 25) -> str:
     lines = [f"{total} samples on CPU", "", "own time:"]
     lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
     lines += ["", "inclusive:"] + [f"  {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
-    model = sum(n for name, n in inclusive.items() if name.startswith("run (onnxruntime_inference_collection"))
+    model = sum(n for name, n in inclusive.items() if name.startswith("Session.run (onnxruntime_inference"))
     lines += ["", f"onnxruntime session.run: {100 * model / max(total, 1):.1f}% of samples on CPU"]
     return "\n".join(lines)
 
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
             asyncio.run(load(args.protocol, grpc_port if args.protocol == "grpc" else http, 4, 1.0, feed))
             spy = threading.Thread(target=subprocess.run, args=([args.py_spy, "record", "--pid", str(proc.pid),
                                    "--duration", str(int(args.seconds) - 2), "--rate", "250", "--format", "raw",
-                                   "--output", str(raw), "--nonblocking", "--native"],),
+                                   "--output", str(raw), "--nonblocking"],),
                                    kwargs={"capture_output": True, "timeout": args.seconds + 60})
             spy.start()
             cell = asyncio.run(load(args.protocol, grpc_port if args.protocol == "grpc" else http, args.clients,
