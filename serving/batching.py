@@ -4,7 +4,8 @@ At most `num_batch_threads` batches run at once, off the event loop (the onnxrun
 thread-safe and releases the GIL). While all runners are busy, arriving requests queue and leave
 together as the next batch (up to `max_batch_size` rows). Once a runner is free, the batch waits
 at most `max_queue_delay_ms` after its first request for others to join (0: leave at once, so an
-idle server adds no latency). With batching off, every request runs on its own.
+idle server adds no latency: such a request, finding a runner free and nobody queued, runs at once
+without passing through the collector). With batching off, every request runs on its own.
 
 The queue is bounded like TF Serving's `max_enqueued_batches`: when `max_enqueued_batches` full
 batches already wait, a new request is refused at once (`QueueFull`: 429 / RESOURCE_EXHAUSTED)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,7 +41,8 @@ class DynamicBatcher:
         self._waiting_rows = 0  # rows queued or waiting for a runner, not yet computing
         self._executor = ThreadPoolExecutor(max_workers=num_batch_threads, thread_name_prefix="onnx-batch")
         self._slots = asyncio.Semaphore(num_batch_threads)
-        self._queue: list[tuple[dict, asyncio.Future, float]] = []
+        self._queue: deque[tuple[dict, asyncio.Future, float]] = deque()
+        self._queued_rows = 0  # rows in _queue, kept as it changes (summing it per loop turn was O(queue))
         self._wakeup = asyncio.Event()
         self._collector: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
@@ -62,13 +65,16 @@ class DynamicBatcher:
         self._executor.shutdown(wait=True)
 
     async def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Validate (raising InputError at once), then run alone or in a batch (QueueFull when overloaded)."""
-        inputs = self.model.validate(inputs)
+        """Checked inputs (`serving.validation.check_inputs`, run once by the request core) -> images,
+        alone or in a batch (QueueFull when overloaded)."""
         rows = len(inputs["z"])
         if self._waiting_rows and self._waiting_rows + rows > self.max_waiting_rows:  # one big request always fits
             raise QueueFull(f"the server's batch queue is full ({self._waiting_rows} rows waiting); retry later")
         loop = asyncio.get_running_loop()
-        if not self.enabled or rows >= self.max_batch_size:
+        # Alone: batching off, a full batch already, or (no batch timeout) a runner free with nobody
+        # queued: the collector's hops would only add latency; requests arriving meanwhile queue and batch.
+        idle = not self.max_queue_delay and not self._queue and not self._slots.locked()
+        if not self.enabled or rows >= self.max_batch_size or idle:
             self._waiting_rows += rows
             try:
                 await self._slots.acquire()  # cancelled here (client gone): nothing is computed
@@ -76,20 +82,22 @@ class DynamicBatcher:
                 self._waiting_rows -= rows
             try:
                 self.on_batch(rows)
-                return await loop.run_in_executor(self._executor, self.model.run, inputs)
+                return await loop.run_in_executor(self._executor, self.model.run_checked, inputs)
             finally:
                 self._slots.release()
         item = (inputs, loop.create_future(), time.monotonic())
         self._waiting_rows += rows
+        self._queued_rows += rows
         self._queue.append(item)
         self._wakeup.set()
         try:
             return await item[1]
         except asyncio.CancelledError:  # the client has gone: leave the queue, so the rows are never computed
-            for i, queued in enumerate(self._queue):
+            for i, queued in enumerate(self._queue):  # by identity: items hold arrays, == would compare them
                 if queued is item:
                     del self._queue[i]
                     self._waiting_rows -= rows
+                    self._queued_rows -= rows
                     self._wakeup.set()  # the batch being formed may have lost its head
                     break
             raise
@@ -119,15 +127,17 @@ class DynamicBatcher:
                 task.add_done_callback(self._running.discard)
 
     def _rows_queued(self) -> int:
-        return sum(len(item[0]["z"]) for item in self._queue)
+        return self._queued_rows
 
     def _take_batch(self):
         batch, rows = [], 0
         while self._queue and rows + len(self._queue[0][0]["z"]) <= self.max_batch_size:
-            item = self._queue.pop(0)
-            self._waiting_rows -= len(item[0]["z"])
+            item = self._queue.popleft()
+            size = len(item[0]["z"])
+            self._waiting_rows -= size
+            self._queued_rows -= size
             batch.append(item)
-            rows += len(item[0]["z"])
+            rows += size
         return batch
 
     async def _run(self, batch) -> None:
@@ -137,7 +147,7 @@ class DynamicBatcher:
                 return
             merged = {k: np.concatenate([item[0][k] for item in batch]) for k in batch[0][0]}
             self.on_batch(len(merged["z"]))
-            images = await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run, merged)
+            images = await asyncio.get_running_loop().run_in_executor(self._executor, self.model.run_checked, merged)
             start = 0
             for inputs, future, _ in batch:
                 end = start + len(inputs["z"])

@@ -43,23 +43,32 @@ class ServerMetrics:
         self.batch_size = Histogram("gan_serving_batch_size", "Rows per onnxruntime call (after dynamic batching).",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.tf_request_count: Tally = Tally()
+        self._children: dict = {}  # (metric, labels) -> labelled child: `labels()` costs a lock and a tuple per call
         self.tf_request_latency = Histogram(
             ":tensorflow:serving:request_latency", "Distribution of wall time (in microseconds) for Tensorflow "
             "Serving request.", ["model_name", "API", "entrypoint"], buckets=TF_LATENCY_BUCKETS, registry=self.registry)
+
+    def child(self, metric, *labels):
+        """`metric.labels(*labels)`, looked up once: requests touch four or five series each."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def observe(self, api: str, method: str, code: str, seconds: float, model: str | None = None,
                 status: str | None = None) -> None:
         """One request; predictions with a model name also feed TF Serving's series (`status`: the
         canonical code, e.g. OK or NOT_FOUND; defaults to `code`)."""
-        self.requests.labels(api, method, code).inc()
-        self.latency.labels(api, method).observe(seconds)
+        self.child(self.requests, api, method, code).inc()
+        self.child(self.latency, api, method).observe(seconds)
         if method == "predict" and model is not None:
             key = (model[:200], status or code)
             if key not in self.tf_request_count and len(self.tf_request_count) >= MAX_TF_SERIES:
                 return  # model names come from clients: bound the series a scan of made-up names can create
             self.tf_request_count[key] += 1
             entrypoint = "GRPC" if api == "grpc" else "REST"
-            self.tf_request_latency.labels(key[0], "Predict", entrypoint).observe(seconds * 1e6)
+            self.child(self.tf_request_latency, key[0], "Predict", entrypoint).observe(seconds * 1e6)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry) + _tf_request_count_text(self.tf_request_count)

@@ -16,11 +16,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.repository import NotFound
 from serving.server_config import ConfigError, ModelConfig
+from serving.validation import few
 from serving.version_watch import LoadGate, versions_on_disk
 
 log = logging.getLogger("serving.model_manager")
+
+
+class NotFound(LookupError):
+    """An unknown model, version or label: 404 over REST, NOT_FOUND over gRPC."""
+
+
 class LabelError(ConfigError):
     """A label names a version that is not loaded (gRPC: FAILED_PRECONDITION, as TF Serving)."""
 
@@ -43,7 +49,7 @@ class Servable:
 
 @dataclass
 class ManagedModel:
-    """A model's versions and labels; `resolve` has the interface of repository.ServedModel."""
+    """A model's versions (each a `Servable`) and its labels."""
 
     config: ModelConfig
     servables: dict[int, Servable] = field(default_factory=dict)
@@ -64,17 +70,13 @@ class ManagedModel:
             if label not in self.labels:
                 raise ValueError(f"Unrecognized servable version label: {label}{LABEL_HINT}")
             version = self.labels[label]
-        available = self.versions
-        if version is None and available:
-            version = max(available)
-        if version is None or version not in available:
+        if version is None:  # the newest AVAILABLE (per request: no sorted copy of the versions)
+            version = max((v for v, s in self.servables.items() if s.state == "AVAILABLE"), default=None)
+        servable = self.servables.get(version) if version is not None else None
+        if servable is None or servable.state != "AVAILABLE":
             request = f"Latest({self.name})" if version is None else f"Specific({self.name}, {version})"
             raise NotFound(f"Servable not found for request: {request}")
-        return self.servables[version]
-
-    def resolve(self, version: int | None = None, label: str | None = None):
-        servable = self.pick(version, label)
-        return servable.version, servable.generator
+        return servable
 
 
 class ModelManager:
@@ -99,13 +101,19 @@ class ModelManager:
 
     # -- requests ---------------------------------------------------------------------------------
 
+    def pick(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The AVAILABLE version a request names (the newest when it names none); NotFound or
+        ValueError (a bad label) otherwise."""
+        model = self.models.get(name)
+        if model is None:
+            request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+            raise NotFound(f"Servable not found for request: {request}; models served: {few(sorted(self.models))}")
+        return model.pick(version, label)
+
     @contextlib.contextmanager
     def lease(self, name: str, version: int | None = None, label: str | None = None):
         """Hold a version for one request: it is not unloaded until every lease on it ends."""
-        if name not in self.models:
-            request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
-            raise NotFound(f"Servable not found for request: {request}")
-        servable = self.models[name].pick(version, label)
+        servable = self.pick(name, version, label)
         servable.inflight += 1
         try:
             yield servable

@@ -14,29 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from serving.validation import InputError, ModelInfo, check_inputs, check_labels  # noqa: F401 (re-exported)
 
 DEVICES = ("auto", "cpu", "cuda")
 VARIANTS = ("int8", "fp16")  # export.variants builds these; float32 is the file itself
 FAST_VARIANT = {"CPUExecutionProvider": "int8", "CUDAExecutionProvider": "fp16"}
 log = logging.getLogger(__name__)
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
-
-
-class InputError(ValueError):
-    """Inputs that do not fit the model: the message says which input and what it needs."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    latent_dim: int
-    image_shape: tuple[int, int, int]
-    num_classes: int | None
-    input_names: tuple[str, ...]
-    card: dict | None
 
 
 def variant_file(path: Path, variant: str | None) -> Path:
@@ -139,34 +127,22 @@ class OnnxGenerator:
     # -- inference ------------------------------------------------------------------------------
 
     def validate(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check names, shapes, dtypes, ranges and finiteness; return arrays of the model's dtypes."""
-        expected = set(self.info.input_names)
-        if set(inputs) != expected:
-            missing, unknown = sorted(expected - set(inputs)), sorted(set(inputs) - expected)
-            raise InputError(f"inputs must be exactly {sorted(expected)}" + (f"; missing {missing}" if missing else "")
-                             + (f"; unknown {unknown}" if unknown else ""))
-        z = _as_array(inputs["z"], np.float32, "z")
-        if z.ndim >= 1 and z.shape[0] == 0:
-            raise InputError("the batch is empty: send at least one row")
-        if z.ndim != 2 or z.shape[1] != self.info.latent_dim:
-            raise InputError(f"input 'z' must have shape [batch, {self.info.latent_dim}], got {list(z.shape)}")
-        if not np.all(np.isfinite(z)):
-            raise InputError("input 'z' contains NaN or infinity")
-        checked = {"z": z}
-        if self.info.num_classes:
-            label = check_labels(inputs["label"], self.info.num_classes)
-            if label.shape != (z.shape[0],):
-                raise InputError(f"input 'label' must have shape [{z.shape[0]}] (one per row of z), got {list(label.shape)}")
-            checked["label"] = label
-        return checked
+        """Check names, shapes, dtypes, ranges and finiteness; return arrays of the model's dtypes
+        (`serving.validation.check_inputs`, the same check every server front end makes)."""
+        return check_inputs(self.info, inputs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Validated inputs -> float32 images in [-1, 1], in chunks of at most `max_chunk` rows."""
-        inputs = self.validate(inputs)
+        """Inputs -> float32 images in [-1, 1]: validated once, then `run_checked`."""
+        return self.run_checked(self.validate(inputs))
+
+    def run_checked(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Already validated inputs (the server's batcher) -> images, in chunks of at most `max_chunk` rows."""
         n = len(inputs["z"])
+        if n <= self.max_chunk:
+            return self.session.run(["images"], inputs)[0]
         chunks = [self.session.run(["images"], {k: v[i : i + self.max_chunk] for k, v in inputs.items()})[0]
                   for i in range(0, n, self.max_chunk)]
-        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        return np.concatenate(chunks)
 
     def generate(self, num: int | None = None, z: np.ndarray | None = None, labels=None,
                  seed: int | None = None, output: str = "float") -> np.ndarray:
@@ -194,35 +170,3 @@ class OnnxGenerator:
         if output == "uint8":
             return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
         return images
-
-
-def check_labels(value, num_classes: int) -> np.ndarray:
-    """Class ids as int32, checked on the values given, before any cast (a cast first would wrap
-    2**32 + 3 to 3, and True to 1): the one check of the in-process and the server paths."""
-    flat = value if isinstance(value, (list, tuple)) else [value]
-    if any(isinstance(v, (bool, np.bool_)) for v in flat):
-        raise InputError("input 'label' must hold integer class ids, not booleans")
-    labels = _as_array(value, None, "label", integer=True)
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise InputError(f"input 'label' must be in [0, {num_classes - 1}]")
-    return labels.astype(np.int32)
-
-
-def _as_array(value, dtype, name: str, integer: bool = False) -> np.ndarray:
-    """A numeric array of `value`: cast to `dtype`, or with `integer` checked and left uncast (the
-    caller range-checks the values before casting)."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as err:
-        raise InputError(f"input '{name}' is not a rectangular numeric array: {err}") from None
-    if array.dtype == object or array.dtype.kind not in "biuf":
-        raise InputError(f"input '{name}' must be numeric, got {array.dtype}")
-    if integer:
-        if array.dtype.kind == "b":
-            raise InputError(f"input '{name}' must hold integer class ids, not booleans")
-        if array.dtype.kind == "f" and (not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
-            raise InputError(f"input '{name}' must hold integers")
-        return array
-    if array.dtype.kind == "b":
-        raise InputError(f"input '{name}' must be float, got bool")
-    return array.astype(dtype)

@@ -14,7 +14,7 @@ import json
 
 import orjson
 
-from serving.service import RequestError
+from serving.core import RequestError
 
 JSON_BYTES_PER_VALUE = 25   # "-1.2345678901234567e-08, ": the longest float32 as JSON, and its separator
 ROW_OVERHEAD = 40           # '{"z": [...], "label": 9}, ' around each row

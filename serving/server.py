@@ -1,4 +1,5 @@
-"""`python -m serving.server`: an onnxruntime model server that speaks TensorFlow Serving's APIs.
+"""`python -m serving.server`: an onnxruntime model server that speaks TensorFlow Serving's APIs
+(canonical) and the Open Inference Protocol (KServe v2), on the same two ports.
 
     python -m serving.server --model exports/onnx/generator.onnx
     python -m serving.server --model-base-path exports/onnx-models/generator --labels stable=1,canary=2
@@ -12,6 +13,7 @@ otherwise; a taken port is refused with one line and exit code 2. SIGTERM (or Ct
 accepting on both protocols at once, lets in-flight requests finish within --grace-seconds, then
 exits 0. Slow, idle and excess clients are bounded by --read-timeout-seconds, --idle-timeout-seconds,
 --max-connections and --max-enqueued-batches.
+What is served where: `serving.frontends` (one module per protocol over `serving.core`).
 Needs numpy, onnxruntime, protobuf, grpcio, starlette, uvicorn and prometheus-client: no TensorFlow.
 """
 
@@ -29,17 +31,18 @@ import grpc
 import uvicorn
 
 from serving.batching import DynamicBatcher
-from serving.grpc_api import build_handlers
-from serving.metrics import ServerMetrics
+from serving.connections import connection_cap, guarded_h11_protocol, raise_fd_limit
+from serving.core import RequestCore
 from serving.flags import add_tfserving_flags, refuse_not_applicable, resolve
+from serving.frontends.grpc_app import build_handlers
+from serving.frontends.rest_app import create_app
+from serving.frontends.rest_common import RestContext
+from serving.metrics import ServerMetrics
 from serving.model_manager import ModelManager, poll_forever
 from serving.onnx_generator import OnnxGenerator
+from serving.rest_intake import default_body_limit
 from serving.server_config import read_models_config
 from serving.version_watch import LoadGate
-from serving.connections import connection_cap, guarded_h11_protocol, raise_fd_limit
-from serving.rest_api import create_app
-from serving.rest_intake import default_body_limit
-from serving.service import GeneratorService
 
 log = logging.getLogger("serving.server")
 
@@ -157,6 +160,28 @@ def size_connections(args) -> None:
     args.max_connections = cap
 
 
+def build_manager(args, metrics: ServerMetrics) -> ModelManager:
+    """The model manager: each version loads into an OnnxGenerator with its own dynamic batcher."""
+    def new_batcher(generator) -> DynamicBatcher:
+        batcher = DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads,
+                                 args.batching, metrics.batch_size.observe, args.max_enqueued_batches)
+        batcher.start()
+        return batcher
+
+    gate = LoadGate(args.version_settle_seconds, args.max_num_load_retries, args.load_retry_interval_micros / 1e6)
+    return ModelManager(lambda path: OnnxGenerator(path, device=args.device, variant=args.variant,
+                                                   intra_op_threads=args.intra_op_threads or None),
+                        new_batcher, args.allow_version_labels_for_unavailable_models, gate)
+
+
+def log_serving(manager: ModelManager, args, body_limit: int) -> None:
+    served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in manager.models.values())
+    first = next(iter(next(iter(manager.models.values())).versions.values()))
+    log.warning("Serving %s on %s: REST %s (TF Serving /v1, Open Inference Protocol /v2, samples page /samples), "
+                "gRPC %s; %s; bodies up to %d bytes", served, args.host, args.rest_port or "off",
+                args.grpc_port or "off", first.description, body_limit)
+
+
 async def serve(args) -> None:
     size_connections(args)
     # Bind both ports first: a clash is refused in one line, before the model loads or anything serves.
@@ -165,39 +190,23 @@ async def serve(args) -> None:
         bind_socket(args.host, args.grpc_port, "--grpc-port").close()
 
     metrics = ServerMetrics()
-
-    def new_batcher(generator) -> DynamicBatcher:
-        batcher = DynamicBatcher(generator, args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads,
-                                 args.batching, metrics.batch_size.observe, args.max_enqueued_batches)
-        batcher.start()
-        return batcher
-
-    gate = LoadGate(args.version_settle_seconds, args.max_num_load_retries, args.load_retry_interval_micros / 1e6)
-    manager = ModelManager(lambda path: OnnxGenerator(path, device=args.device, variant=args.variant,
-                                                      intra_op_threads=args.intra_op_threads or None),
-                           new_batcher, args.allow_version_labels_for_unavailable_models, gate)
+    manager = build_manager(args, metrics)
     await manager.apply(args.models, initial=True)
-    service = GeneratorService(manager.models, manager.batchers, args.max_request_batch, manager=manager)
+    state = {"ready": False}
+    core = RequestCore(manager, args.max_request_batch, readiness=lambda: state["ready"])
 
     def body_limit() -> int:  # follows the served models: a new version with a wider z raises it
         dims = [g.info.latent_dim for m in manager.models.values() for g in m.versions.values()]
         return args.max_body_bytes or default_body_limit(args.max_request_batch, dims)
 
     grpc_server = bind_grpc(args, body_limit()) if args.grpc_port else None
-    state = {"ready": False}
-
-    def readiness() -> tuple[bool, str]:  # serving, and every configured model has a version AVAILABLE
-        return manager.readiness() if state["ready"] else (False, "starting or shutting down")
-
     rest = None
     if rest_socket:
-        app = create_app(service, metrics, body_limit, readiness=readiness,
-                         read_timeout=args.read_timeout_seconds, request_timeout=args.rest_api_timeout_in_ms / 1000
-                         if args.rest_api_timeout_in_ms > 0 else None, prometheus_path=args.prometheus_path)
-        rest = build_rest(app, rest_socket, metrics, args)
+        timeout = args.rest_api_timeout_in_ms / 1000 if args.rest_api_timeout_in_ms > 0 else None
+        context = RestContext(core, metrics, body_limit, args.read_timeout_seconds, timeout)
+        rest = build_rest(create_app(context, args.prometheus_path), rest_socket, metrics, args)
     if grpc_server:
-        grpc_server.add_generic_rpc_handlers(build_handlers(service, metrics))
-    if grpc_server:
+        grpc_server.add_generic_rpc_handlers(build_handlers(core, metrics))
         await grpc_server.start()
 
     stop = asyncio.Event()
@@ -214,10 +223,7 @@ async def serve(args) -> None:
     state["ready"] = True
     poller = loop.create_task(poll_forever(manager, args.file_system_poll_wait_seconds, args.model_config_file,
                                            args.model_config_file_poll_wait_seconds, read_models_config))
-    served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in manager.models.values())
-    first = next(iter(next(iter(manager.models.values())).versions.values()))
-    log.warning("Serving %s on %s: REST %s, gRPC %s; %s; bodies up to %d bytes", served, args.host,
-                args.rest_port or "off", args.grpc_port or "off", first.description, body_limit())
+    log_serving(manager, args, body_limit())
 
     waiters = [loop.create_task(stop.wait())] + ([rest_task] if rest_task else [])
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

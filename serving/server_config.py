@@ -18,16 +18,13 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from common.errors import ConfigError  # noqa: F401 (one class for training and serving; re-exported)
 from serving import protos
 
 BatchingParameters = protos.message("tensorflow.serving.BatchingParameters")
 MonitoringConfig = protos.message("tensorflow.serving.MonitoringConfig")
 PLATFORMS = ("", "tensorflow", "onnx", "onnxruntime")  # "tensorflow": the same config TF Serving reads
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-
-
-class ConfigError(ValueError):
-    """A server file that cannot be used: the message names the file, the line and the fix."""
 
 
 @dataclass(frozen=True)

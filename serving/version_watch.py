@@ -17,9 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.repository import find_onnx
+from serving.onnx_generator import VARIANTS
 
 log = logging.getLogger("serving.model_manager")
+
+
+def find_onnx(version_dir: Path) -> Path:
+    """The version's float32 model; its variants (`*.int8.onnx`, `*.fp16.onnx`) sit beside it."""
+    files = sorted(p for p in version_dir.glob("*.onnx") if p.stem.rsplit(".", 1)[-1] not in VARIANTS)
+    if len(files) != 1:
+        raise ValueError(f"{version_dir} must hold exactly one float32 .onnx file (variants aside), found {len(files)}")
+    return files[0]
 
 
 def versions_on_disk(base_path: str, reported: set | None = None) -> dict[int, Path]:

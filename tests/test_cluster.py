@@ -240,14 +240,46 @@ def test_every_manifest_validates_against_the_kubernetes_schemas():
                     assert spec["template"]["spec"]["containers"][0]["name"] == "tensorflow"
                     kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": role},
                                                   "template": spec["template"]}, "1.30", strict=True)
+            elif doc["apiVersion"].startswith("serving.kserve.io/"):
+                validate_kserve(doc)
             else:
                 kubernetes_validate.validate(doc, "1.30", strict=True)
     assert sorted(kinds) == sorted(["PersistentVolumeClaim"] * 2 + ["TFJob", "Service", "Job"]
-                                   + ["Deployment", "Service", "HorizontalPodAutoscaler"] * 2)
+                                   + ["Deployment", "Service", "HorizontalPodAutoscaler"] * 2
+                                   + ["ServingRuntime", "InferenceService"])
     broken = find(load_manifests(DEPLOY / "kubernetes" / "serving" / "onnx-serve.yaml"), "Deployment")
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/ready", "port": "http"}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.30", strict=True)
+
+
+def validate_kserve(doc: dict) -> None:
+    """A KServe custom resource against its CRD's schema (the subset shipped in
+    deploy/kubernetes/serving/kserve-crd-subset.json, with its source), its containers against
+    Kubernetes' core Container schema."""
+    import jsonschema
+    import kubernetes_validate
+
+    crds = json.loads((DEPLOY / "kubernetes" / "serving" / "kserve-crd-subset.json").read_text())
+    crd = crds["kinds"][doc["kind"]]
+    assert doc["apiVersion"] == crd["apiVersion"]
+    jsonschema.validate(doc, crd["schema"])
+    spec = doc["spec"]
+    containers = spec.get("containers", []) + spec.get("predictor", {}).get("containers", [])
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": doc["metadata"],
+                                  "template": {"spec": {"containers": containers}}} if containers else
+                                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}, "1.30", strict=True)
+
+
+def test_kserve_manifests_fail_on_a_misspelt_field():
+    doc = find(load_manifests(DEPLOY / "kubernetes" / "serving" / "kserve-v2.yaml"), "InferenceService")
+    doc["spec"]["predictor"]["model"]["protocolVersoin"] = "v2"
+    with pytest.raises(Exception, match="protocolVersoin"):
+        validate_kserve(doc)
+    runtime = find(load_manifests(DEPLOY / "kubernetes" / "serving" / "kserve-v2.yaml"), "ServingRuntime")
+    runtime["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(Exception):
+        validate_kserve(runtime)
 
 
 def test_the_sbatch_script_is_valid_bash_and_its_flags_parse():

@@ -13,7 +13,7 @@ import pytest
 
 from serving.model_manager import ModelManager
 from serving.onnx_generator import OnnxGenerator
-from serving.repository import NotFound
+from serving.model_manager import NotFound
 from serving.server_config import ModelConfig
 from serving.version_watch import LoadGate
 from tests.onnx_models import model_bytes, write_version

@@ -92,9 +92,10 @@ def test_unconditional_model_refuses_labels_and_missing_files_are_named(generato
 def test_in_process_and_server_check_labels_alike_before_any_cast(labels, message):
     """No model needed: OnnxGenerator.validate and the server's predict call one check."""
     import asyncio
+    import contextlib
 
+    from serving.core import RequestCore, RequestError
     from serving.onnx_generator import ModelInfo
-    from serving.service import GeneratorService, RequestError
 
     info = ModelInfo(latent_dim=2, image_shape=(4, 4, 1), num_classes=3, input_names=("z", "label"), card=None)
     in_process = OnnxGenerator.__new__(OnnxGenerator)
@@ -104,13 +105,15 @@ def test_in_process_and_server_check_labels_alike_before_any_cast(labels, messag
         in_process.validate({"z": z, "label": labels})
     assert str(err.value) == message
 
-    class Model:
-        pass
-    served = Model()
-    served.info = info
-    service = GeneratorService({}, {})
-    service.resolve = lambda name, version, label: (1, served)
+    class Servable:  # what the model manager leases: a version whose generator has this signature
+        version, generator = 1, in_process
+
+    class Manager:
+        def lease(self, name, version=None, label=None):
+            return contextlib.nullcontext(Servable())
+
+    core = RequestCore(Manager())
     with pytest.raises(RequestError) as refused:
-        asyncio.run(service.predict("generator", {"z": z.tolist(), "label": labels if isinstance(labels, list)
-                                                  else labels.tolist()}))
+        asyncio.run(core.predict("generator", {"z": z.tolist(), "label": labels if isinstance(labels, list)
+                                               else labels.tolist()}))
     assert refused.value.message == message

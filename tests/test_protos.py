@@ -114,3 +114,11 @@ def test_onnx_serving_path_does_not_import_tensorflow(module):
     result = run_python("-c", code, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_shipped_open_inference_descriptors_are_those_of_the_installed_tritonclient():
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient is in the dev extra")
+    from serving.protos.build_descriptors import OIP_OUTPUT, oip_descriptor_set
+
+    assert OIP_OUTPUT.read_bytes() == oip_descriptor_set().SerializeToString(deterministic=True), \
+        "run: python -m serving.protos.build_descriptors"

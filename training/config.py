@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError  # noqa: F401 (one class for training and serving; re-exported)
+
 DATASETS = ("mnist-sample", "mnist", "fashion_mnist", "cifar10", "folder", "idx")
 LOSSES = ("bce", "rpgan", "wgan-gp", "hinge")
 ARCHITECTURES = ("dcgan", "resnet", "mlp")
@@ -57,9 +59,6 @@ MIGRATIONS = {1: _from_v1}
 # config.json records it as False so that the saved config never wipes a run when reused.
 ACTION_KEYS = frozenset({"overwrite"})
 
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem; the message names the problem and the fix."""
 
 
 def _opt(default: Any, help: str, **metadata: Any) -> Any:

@@ -93,7 +93,8 @@ def from_tensor_proto(proto, max_values: int | None = None) -> np.ndarray:
             raise ValueError(f"tensor holds {len(proto.tensor_content) // dtype.itemsize} values but its shape "
                              f"{list(shape)} needs {count} ({len(proto.tensor_content)} bytes of tensor_content, "
                              f"{dtype_name(proto.dtype)})")
-        values = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype)
+        # No copy on a little-endian machine: the array reads the message's bytes in place.
+        values = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
     else:
         field = _VALUE_FIELD[proto.dtype]
         raw = getattr(proto, field)

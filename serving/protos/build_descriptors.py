@@ -1,4 +1,5 @@
-"""Regenerate `tfserving_apis.binpb` from an environment that has tensorflow-serving-api installed.
+"""Regenerate `tfserving_apis.binpb` (and `open_inference.binpb`) from an environment that has
+tensorflow-serving-api (and tritonclient) installed.
 
     python -m serving.protos.build_descriptors
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 
 OUTPUT = Path(__file__).with_name("tfserving_apis.binpb")
+OIP_OUTPUT = Path(__file__).with_name("open_inference.binpb")
 PROTO_SOURCES = Path(__file__).with_name("tfserving_src")
 CONFIG_PROTOS = ["tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
                  "tensorflow_serving/config/monitoring_config.proto"]
@@ -94,10 +96,22 @@ def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
     return result
 
 
+def oip_descriptor_set() -> descriptor_pb2.FileDescriptorSet:
+    """The Open Inference Protocol's gRPC API (package `inference`, service GRPCInferenceService) as
+    Triton's `grpc_service.proto` defines it (with the `model_config.proto` it imports), taken from
+    the installed tritonclient (2.73.0 when shipped): the protocol's origin, of which KServe's
+    open_inference_grpc.proto (github.com/kserve/open-inference-protocol, specification/protocol/)
+    is the subset with the same messages and field numbers. Our server implements that subset."""
+    from tritonclient.grpc import service_pb2
+
+    return _as_set(_with_dependencies([service_pb2.DESCRIPTOR]))
+
+
 def main() -> None:
-    data = descriptor_set().SerializeToString(deterministic=True)
-    OUTPUT.write_bytes(data)
-    print(f"wrote {OUTPUT} ({len(data)} bytes)")
+    for path, build in ((OUTPUT, descriptor_set), (OIP_OUTPUT, oip_descriptor_set)):
+        data = build().SerializeToString(deterministic=True)
+        path.write_bytes(data)
+        print(f"wrote {path} ({len(data)} bytes)")
 
 
 if __name__ == "__main__":

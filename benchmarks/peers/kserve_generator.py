@@ -1,0 +1,45 @@
+"""KServe's Python ModelServer (kserve 0.21) serving the generator over the v2 protocol (REST + gRPC).
+
+    python kserve_generator.py MODEL.onnx HTTP_PORT GRPC_PORT
+
+KServe's batching is its Go agent (the InferenceService's `batcher`), outside the Python server: a
+ModelServer run alone batches nothing. `predict` is async and hands onnxruntime to a thread, so the
+event loop keeps accepting while a request computes (a sync `predict` would hold the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import kserve
+from kserve import InferOutput, InferRequest, InferResponse
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import session  # noqa: E402
+
+
+class Generator(kserve.Model):
+    def __init__(self, name: str, path: str):
+        super().__init__(name)
+        self.path = path
+        self.load()
+
+    def load(self) -> bool:
+        self.session = session(self.path)
+        self.ready = True
+        return True
+
+    async def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
+        feed = {tensor.name: tensor.as_numpy() for tensor in payload.inputs}
+        images = await asyncio.get_running_loop().run_in_executor(None, self.session.run, ["images"], feed)
+        output = InferOutput(name="images", shape=list(images[0].shape), datatype="FP32")
+        output.set_data_from_numpy(images[0], binary_data=False)
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
+
+
+if __name__ == "__main__":
+    model_path, http_port, grpc_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, workers=1, enable_latency_logging=False)
+    server.start([Generator("generator", model_path)])

@@ -1,0 +1,80 @@
+"""What every gRPC front end shares: requests arrive as bytes (a message that does not parse is the
+client's INVALID_ARGUMENT, not our crash), handlers are plain `async def handler(core, request)`
+functions, and one wrapper times them, counts them under their real code (a cancelled call as
+CANCELLED, a bug as INTERNAL) and aborts with a short message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+
+from serving.core import RequestError
+
+log = logging.getLogger("serving.grpc")
+MAX_MESSAGE_CHARS = 1000  # status details stay short whatever a request names
+GRPC_STATUS = {"INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+               "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
+               "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED, "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+               "UNIMPLEMENTED": grpc.StatusCode.UNIMPLEMENTED, "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class MalformedLog:
+    """One short line for a malformed message, then at most one line per `every` seconds with the
+    count in between: a flood of garbage cannot flood the log."""
+
+    def __init__(self, every: float = 10.0):
+        self.every, self.last, self.suppressed = every, -float("inf"), 0
+
+    def __call__(self, method: str, size: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.suppressed += 1
+            return
+        more = f" ({self.suppressed} more since the last such line)" if self.suppressed else ""
+        log.warning("malformed gRPC %s message (%d bytes): INVALID_ARGUMENT%s", method, size, more)
+        self.last, self.suppressed = now, 0
+
+
+def parse(request_class, raw: bytes):
+    """Bytes -> message; what does not parse is the client's error (INVALID_ARGUMENT), not ours."""
+    try:
+        return request_class.FromString(raw)
+    except Exception:  # DecodeError, or a message nested past protobuf's recursion limit
+        raise RequestError("INVALID_ARGUMENT", f"could not parse the request as a {request_class.DESCRIPTOR.name} "
+                           f"({len(raw)} bytes)") from None
+
+
+def unary(core, metrics, malformed: MalformedLog, method: str, handler, request_class, model_of=None):
+    """A grpc.aio unary handler for `handler(core, request)`; `model_of(request)` names the model
+    in the metrics (predictions only)."""
+    async def call(raw: bytes, context):
+        start, code, failure, request = time.perf_counter(), "OK", None, None
+        metrics.child(metrics.in_flight, "grpc").inc()
+        try:
+            request = parse(request_class, raw)
+            return await handler(core, request)
+        except RequestError as err:
+            if request is None:
+                malformed(method, len(raw))
+            code, failure = err.code, (GRPC_STATUS.get(err.code, grpc.StatusCode.INTERNAL), err.message)
+        except asyncio.CancelledError:  # the client cancelled or its deadline passed: its work is dropped
+            code = "CANCELLED"
+            raise
+        except Exception as err:  # a bug, not bad input: INTERNAL with a message, one log line
+            log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
+            code, failure = "INTERNAL", (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
+        finally:
+            metrics.child(metrics.in_flight, "grpc").dec()
+            model = model_of(request) if model_of is not None and request is not None else None
+            metrics.observe("grpc", method, code, time.perf_counter() - start, model=model)
+        status, message = failure
+        await context.abort(status, message if len(message) <= MAX_MESSAGE_CHARS else
+                            message[:MAX_MESSAGE_CHARS] + f"... ({len(message)} characters)")
+    return grpc.unary_unary_rpc_method_handler(call, response_serializer=_serialize)
+
+
+def _serialize(message) -> bytes:
+    return message.SerializeToString()

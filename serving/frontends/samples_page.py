@@ -1,0 +1,139 @@
+"""A page that shows the served model: which models and versions are served, and a grid of samples
+drawn live by the chosen one, with seed, count, label (conditional models) and version to choose.
+
+    GET /samples?model=&version=&seed=&count=&label=                 the HTML page (a plain GET form)
+    GET /v1/models/<m>[/versions/<v>]/samples.png?seed=&count=&label=  the grid as PNG, for scripts and curl
+
+The PNG goes through the same core, batcher and metrics as any prediction. No JS framework: the
+form reloads the page; three lines of JS only report the decoded image size (tests read it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from urllib.parse import quote, urlencode
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from serving import png
+from serving.core import RequestError
+from serving.frontends.rest_common import RestContext, answer, endpoint, error
+from serving.frontends.v2_rest import Target, parse_target
+
+MAX_COUNT, MAX_SEED = 64, 2**32 - 1
+
+
+def _int_param(request: Request, name: str, default, low: int, high: int):
+    text = request.query_params.get(name, "")
+    if text == "":
+        return default
+    if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+        raise RequestError("INVALID_ARGUMENT", f"'{name}' must be a whole number from {low} to {high}, got "
+                           f"{text[:24]!r}")
+    return int(text)
+
+
+def sample_request(request: Request, info) -> tuple[int, int, int | None]:
+    """(seed, count, label) from the query, checked: label only for conditional models."""
+    seed = _int_param(request, "seed", 0, 0, MAX_SEED)
+    count = _int_param(request, "count", 16, 1, MAX_COUNT)
+    if info.num_classes:
+        label = _int_param(request, "label", None, 0, info.num_classes - 1)
+    elif request.query_params.get("label", ""):
+        raise RequestError("INVALID_ARGUMENT", "this model is unconditional: it takes no label")
+    else:
+        label = None
+    return seed, count, label
+
+
+def sample_inputs(info, seed: int, count: int, label: int | None) -> dict[str, np.ndarray]:
+    """Standard-normal z from `seed`; one label for every sample, or the classes in turn."""
+    inputs = {"z": np.random.default_rng(seed).standard_normal((count, info.latent_dim)).astype(np.float32)}
+    if info.num_classes:
+        inputs["label"] = (np.full(count, label) if label is not None else np.arange(count) % info.num_classes
+                           ).astype(np.int32)
+    return inputs
+
+
+async def samples_png(ctx: RestContext, request: Request, target: Target) -> Response:
+    _, info = ctx.core.info(target.name, target.version, target.label)
+    seed, count, label = sample_request(request, info)
+    _, images = await ctx.core.predict(target.name, sample_inputs(info, seed, count, label), target.version,
+                                       target.label)
+    content = await asyncio.to_thread(lambda: png.encode_png(png.tile(png.to_uint8(images))))
+    return Response(content, media_type="image/png", headers={"cache-control": "no-store"})
+
+
+async def png_route(ctx: RestContext, request: Request) -> Response:
+    async def handler(ctx, request, _):
+        return await samples_png(ctx, request, parse_target(request))
+    return await answer(ctx, "rest", "samples", handler, request, Target(request.path_params["name"], None, None))
+
+
+async def page(ctx: RestContext, request: Request) -> Response:
+    """The HTML page; a bad choice is shown on the page (400), never a traceback."""
+    served = ctx.core.versions()
+    if not served:
+        return error(503, "no models are served yet")
+    name = request.query_params.get("model") or next(iter(served))
+    version = request.query_params.get("version", "")
+    try:
+        if name not in served:
+            raise RequestError("NOT_FOUND", f"model '{name[:64]}' is not served; served: {sorted(served)[:10]}")
+        target = Target(name, int(version) if version.isdigit() else None, None)
+        _, info = ctx.core.info(target.name, target.version)
+        seed, count, label = sample_request(request, info)
+    except RequestError as err:
+        return HTMLResponse(render(served, name, version, None, None, err.message), status_code=err.http_status)
+    return HTMLResponse(render(served, name, version, info, (seed, count, label)))
+
+
+def png_url(name: str, version: str, seed: int, count: int, label: int | None) -> str:
+    path = f"/v1/models/{quote(name, safe='')}" + (f"/versions/{version}" if version else "") + "/samples.png"
+    query = {"seed": seed, "count": count, **({"label": label} if label is not None else {})}
+    return f"{path}?{urlencode(query)}"
+
+
+def render(served: dict, name: str, version: str, info, choice, problem: str | None = None) -> str:
+    """The page's HTML: the served models table, the form, and the grid (or the problem)."""
+    esc = html.escape
+    rows = "".join(f"<tr><td>{esc(m)}</td><td>{', '.join(map(str, vs))}</td></tr>" for m, vs in served.items())
+    models = "".join(f'<option{" selected" if m == name else ""}>{esc(m)}</option>' for m in served)
+    versions = "".join(f'<option value="{v}"{" selected" if str(v) == version else ""}>{v}</option>'
+                       for v in served.get(name, []))
+    seed, count, label = choice or (0, 16, None)
+    label_field = ""
+    if info is not None and info.num_classes:
+        label_field = (f'<label>label <input name="label" type="number" min="0" max="{info.num_classes - 1}" '
+                       f'value="{"" if label is None else label}" placeholder="all"></label>')
+    body = f'<p class="problem">{esc(problem)}</p>' if problem else (
+        f'<img id="grid" alt="samples" src="{esc(png_url(name, version, seed, count, label))}">'
+        '<p id="status">loading</p>')
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>gan-serve: {esc(name)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} img{{image-rendering:pixelated;width:512px}}
+td,th{{padding:0 1em;text-align:left}} .problem{{color:#b00}}</style></head>
+<body><h1>Served models</h1>
+<table><tr><th>model</th><th>versions</th></tr>{rows}</table>
+<form method="get" action="/samples">
+<label>model <select name="model">{models}</select></label>
+<label>version <select name="version"><option value="">latest</option>{versions}</select></label>
+<label>seed <input name="seed" type="number" min="0" value="{seed}"></label>
+<label>count <input name="count" type="number" min="1" max="{MAX_COUNT}" value="{count}"></label>
+{label_field} <button>draw</button></form>
+{body}
+<script>
+const img = document.getElementById("grid"), status = document.getElementById("status");
+const report = () => status.textContent = img.naturalWidth ? "decoded " + img.naturalWidth + "x" + img.naturalHeight : "failed";
+if (img) img.complete ? report() : (img.onload = img.onerror = report);
+</script></body></html>"""
+
+
+def routes(ctx: RestContext) -> list[Route]:
+    return [Route("/samples", endpoint(ctx, page)),
+            Route("/v1/models/{name}/samples.png", endpoint(ctx, png_route)),
+            Route("/v1/models/{name}/versions/{version}/samples.png", endpoint(ctx, png_route))]
