@@ -41,20 +41,25 @@ def tfx_python() -> Path:
     return VENV / "bin" / "python"
 
 
-def run_pipeline(tfx_python: Path, root: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "GAN_SERVE_CACHE": str(root / "cache")}  # the domain classifier's cache: this env's TF, this test's
+@pytest.fixture(scope="module")
+def classifier_cache(tmp_path_factory) -> Path:
+    """The quality gate's domain-classifier cache, shared by this module's pipeline runs (trained once)."""
+    return tmp_path_factory.mktemp("classifier-cache")
+
+
+def run_pipeline(tfx_python: Path, cache: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "GAN_SERVE_CACHE": str(cache)}
     env.pop("PYTHONPATH", None)  # the TFX env has its own packages; `-m` from the repo root finds ours
     return subprocess.run([str(tfx_python), "-m", "pipelines.tfx.run", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def pushed(tfx_python, tmp_path_factory) -> Path:
+def pushed(tfx_python, classifier_cache, tmp_path_factory) -> Path:
     """A model base directory after one tiny LocalDagRunner run of the whole pipeline."""
     root = tmp_path_factory.mktemp("tfx")
     serving = root / "models" / "generator"
-    result = run_pipeline(tfx_python, root, "--pipeline-root", str(root / "pipeline"), "--serving-model-dir",
+    result = run_pipeline(tfx_python, classifier_cache, "--pipeline-root", str(root / "pipeline"), "--serving-model-dir",
                           str(serving), "--train-config", json.dumps(TINY_TRAIN), "--gate-samples", str(GATE_SAMPLES),
                           "--max-fid", "1e9")
     assert result.returncode == 0, f"pipeline failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
@@ -113,9 +118,9 @@ def test_the_pushed_version_loads_as_tf_serving_loads_it(pushed):
     np.testing.assert_allclose(saved, onnx, atol=1e-4)
 
 
-def test_a_model_the_gate_does_not_bless_is_not_pushed(tfx_python, tmp_path):
+def test_a_model_the_gate_does_not_bless_is_not_pushed(tfx_python, classifier_cache, tmp_path):
     serving = tmp_path / "models" / "generator"
-    result = run_pipeline(tfx_python, tmp_path, "--pipeline-root", str(tmp_path / "pipeline"), "--serving-model-dir",
+    result = run_pipeline(tfx_python, classifier_cache, "--pipeline-root", str(tmp_path / "pipeline"), "--serving-model-dir",
                           str(serving), "--train-config", json.dumps(TINY_TRAIN), "--gate-samples", str(GATE_SAMPLES),
                           "--max-fid", "0")
     assert result.returncode == 3, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
@@ -158,6 +163,7 @@ def test_the_same_pipeline_compiles_for_kubeflow_pipelines_v2(tfx_python, tmp_pa
     run_fn and custom_config (our TrainConfig keys), the gate's limit and the push destination."""
     spec_path = tmp_path / "pipeline.json"
     result = run_pipeline(tfx_python, tmp_path, "--compile-kfp", str(spec_path), "--image", "registry.example/gan-serve-tfx:1",
+                          "--images", "gs://bucket/images",
                           "--pipeline-root", "gs://bucket/tfx", "--serving-model-dir", "gs://bucket/models/generator",
                           "--train-config", json.dumps({"epochs": 3, "loss": "rpgan"}), "--max-fid", "25",
                           timeout=600)
@@ -178,6 +184,9 @@ def test_the_same_pipeline_compiles_for_kubeflow_pipelines_v2(tfx_python, tmp_pa
     assert float(constant(params["QualityGate"]["max_fid"])) == 25.0
     assert "gs://bucket/models/generator" in constant(params["Pusher"]["push_destination"])
     assert pipeline_spec["pipelineInfo"]["name"] == "gan-serve"
+    assert constant(params["ImageExampleGen"]["input_base"]) == "gs://bucket/images"
+    splits = json.loads(constant(params["ImageExampleGen"]["output_config"]))["split_config"]["splits"]
+    assert {s["name"]: s["hash_buckets"] for s in splits} == {"train": 9, "eval": 1}
 
 
 def constant(parameter: dict):

