@@ -9,8 +9,8 @@
 # Environment: PYTHON310 (the interpreter; default: python3.10 on PATH, else pyenv's), TFX_VENV (the
 # directory; default: <repo>/.venv-tfx).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+here=$(cd "$(dirname "$0")" && pwd -P)  # physical: a linked checkout still names its own .venv-tfx
+repo=$(cd "$here/../.." && pwd -P)
 venv=${TFX_VENV:-$repo/.venv-tfx}
 lock=$here/requirements.lock
 

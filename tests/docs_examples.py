@@ -1,0 +1,129 @@
+"""Run the shell and Python blocks of README.md and docs/*.md as written (Sybil parses them).
+
+Markup a page may use, in HTML comments just before a block (invisible when rendered):
+
+    <!-- skip: next "needs a Docker daemon" -->        Sybil's own: the block is not run, with the reason
+    <!-- tiny: {"--epochs 50": "--epochs 1"} -->       run it with these replacements (test-time settings);
+                                                      each original text must occur in the block, so a
+                                                      replacement cannot go stale unnoticed
+
+Blocks tagged bash, sh or shell run in `bash -eo pipefail` and Python blocks in one namespace per
+page, all of one page in a sandbox directory whose entries link to the repository's top-level files and
+folders: commands read the checkout as written (`deploy/...`, `python -m training.run`) and whatever
+they write (`runs/`, `exports/`) lands in the sandbox, never in the checkout. Untagged blocks (directory
+trees, output) are not code. Blocks run in page order and may use what an earlier block of the page wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from sybil import Example, Sybil
+from sybil.evaluators.python import PythonEvaluator
+from sybil.parsers.abstract.lexers import LexerCollection
+from sybil.parsers.markdown import CodeBlockParser, SkipParser
+from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer
+from sybil.region import Region
+
+REPO = Path(__file__).resolve().parents[1]
+SHELLS = ("bash", "sh", "shell")
+BLOCK_TIMEOUT = 1800
+REPLACEMENTS = "_tiny_replacements"
+SANDBOX = "_sandbox"
+
+
+class TinyParser:
+    """`<!-- tiny: {...} -->`: replacements for the next code block (a Python dict literal of str -> str)."""
+
+    def __init__(self):
+        self.lexers = LexerCollection([DirectiveInHTMLCommentLexer(directive="tiny", arguments=".+")])
+
+    def __call__(self, document):
+        for lexed in self.lexers(document):
+            try:
+                replacements = ast.literal_eval(lexed.lexemes["arguments"])
+            except (ValueError, SyntaxError) as err:
+                raise ValueError(f"{document.path}: a tiny: comment needs a dict literal of str -> str ({err})") from None
+            yield Region(lexed.start, lexed.end, replacements, remember_replacements)
+
+
+def remember_replacements(example: Example) -> None:
+    example.namespace[REPLACEMENTS] = example.parsed
+
+
+def as_run(example: Example) -> str:
+    """The block's text with the page's pending replacements applied (and consumed)."""
+    source = str(example.parsed)
+    for original, replacement in example.namespace.pop(REPLACEMENTS, {}).items():
+        if original not in source:
+            raise AssertionError(f"tiny: {original!r} does not occur in the block at line {example.line}; "
+                                 "update the comment with the block")
+        source = source.replace(original, replacement)
+    return source
+
+
+def sandbox(namespace: dict) -> Path:
+    """The page's working directory: links to the checkout's top-level entries, writes stay here."""
+    if SANDBOX not in namespace:
+        root = Path(tempfile.mkdtemp(prefix="docs-"))
+        for entry in REPO.iterdir():
+            if entry.name not in (".git", "runs", "exports"):
+                (root / entry.name).symlink_to(entry)
+        namespace[SANDBOX] = root
+    return namespace[SANDBOX]
+
+
+def block_env() -> dict:
+    """The test's own interpreter first on PATH (so `python` is this venv's), the checkout importable."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_shell(example: Example) -> None:
+    source = as_run(example)
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", source], cwd=sandbox(example.namespace),
+                            env=block_env(), capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
+    if result.returncode != 0:
+        raise AssertionError(f"{Path(example.path).name} line {example.line}: exit {result.returncode}\n$ {source}\n"
+                             f"--- stdout ---\n{result.stdout[-3000:]}\n--- stderr ---\n{result.stderr[-5000:]}")
+
+
+class PythonInSandbox:
+    """Sybil's Python evaluator, run from the page's sandbox with its replacements applied."""
+
+    def __init__(self):
+        self.evaluate = PythonEvaluator()
+
+    def __call__(self, example: Example):
+        from sybil.region import Lexeme
+
+        example.parsed = Lexeme(as_run(example), example.parsed.offset, example.parsed.line_offset)
+        here = os.getcwd()
+        os.chdir(sandbox(example.namespace))
+        try:
+            return self.evaluate(example)
+        finally:
+            os.chdir(here)
+
+
+def teardown(namespace: dict) -> None:
+    if SANDBOX in namespace:
+        shutil.rmtree(namespace[SANDBOX], ignore_errors=True)
+
+
+def documentation() -> Sybil:
+    parsers = [SkipParser(), TinyParser(), CodeBlockParser("python", PythonInSandbox())]
+    parsers += [CodeBlockParser(shell, run_shell) for shell in SHELLS]
+    return Sybil(parsers=parsers, teardown=teardown)
+
+
+def pages() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
