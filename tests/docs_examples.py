@@ -42,7 +42,7 @@ class TinyParser:
     """`<!-- tiny: {...} -->`: replacements for the next code block (a Python dict literal of str -> str)."""
 
     def __init__(self):
-        self.lexers = LexerCollection([DirectiveInHTMLCommentLexer(directive="tiny", arguments=".+")])
+        self.lexers = LexerCollection([DirectiveInHTMLCommentLexer(directive="tiny", arguments=".+?")])
 
     def __call__(self, document):
         for lexed in self.lexers(document):

@@ -19,9 +19,14 @@ NOT_CODE = {"", "text", "yaml", "json", "toml", "ini", "dockerfile", "protobuf",
 RUNNABLE = {"bash", "sh", "shell", "python"}
 
 
+# Pages that need the TFX environment: the tfx tier (pytest -m tfx), which builds it.
+TFX_PAGES = {"docs/tfx.md"}
+
+
 def page_param(page):
     name = str(page.relative_to(REPO))
-    return pytest.param(page, id=name, marks=[pytest.mark.slow] if name in SLOW_PAGES else [])
+    marks = [pytest.mark.slow] if name in SLOW_PAGES else [pytest.mark.tfx] if name in TFX_PAGES else []
+    return pytest.param(page, id=name, marks=marks)
 
 
 @pytest.mark.parametrize("page", [page_param(p) for p in pages()])
@@ -38,7 +43,7 @@ def test_page_runs_as_written(page):
                 skipped.append(f"line {example.line}: {reason}")
     finally:
         teardown(document.namespace)
-    print(f"{page.name}: {ran} examples ran; skipped: {skipped or 'none'}")
+    print(f"{page.name}: {ran} regions evaluated (blocks and directives); skipped: {skipped or 'none'}")
 
 
 def test_every_code_block_is_tagged_runnable_or_data():
