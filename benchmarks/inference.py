@@ -57,7 +57,20 @@ def prepare(run_dir: str | None, tmp: Path, variant_samples: int):
         (run_dir / "config.json").write_text(json.dumps({"dataset": "mnist-sample", "data_dir": None}))
     result = export_generator(Path(run_dir), tmp / "exports", variants=("int8", "fp16"),
                               max_fid_increase=float("inf"), variant_samples=variant_samples)
-    return result, trained
+    return result, trained, Path(run_dir)
+
+
+def unfolded_onnx(run_dir: Path, path: Path) -> Path:
+    """The same generator as tf2onnx converts it, without `export.onnx_graph`'s folding: what it buys."""
+    import keras
+
+    import training.models  # noqa: F401  (registers the custom layers load_model needs)
+    from export.onnx_export import write_onnx
+    from export.signature import GeneratorSpec
+
+    generator = keras.models.load_model(run_dir / "generator.keras", compile=False)
+    write_onnx(generator, GeneratorSpec.of(generator), path, {}, fold=False)
+    return path
 
 
 def main(argv=None):
@@ -72,7 +85,7 @@ def main(argv=None):
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
-        result, trained = prepare(args.run_dir, Path(tmp), args.variant_samples)
+        result, trained, run_dir = prepare(args.run_dir, Path(tmp), args.variant_samples)
         signature = tf.saved_model.load(str(result.version_dir)).signatures["serving_default"]
         latent, num_classes = result.card["latent_dim"], result.card["num_classes"]
         print(f"architecture: {(result.card['training'].get('config') or {}).get('arch', 'default')} "
@@ -82,7 +95,7 @@ def main(argv=None):
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             return lambda feed: session.run(["images"], feed)[0]
 
-        paths = {"float32": result.onnx_path}
+        paths = {"float32": result.onnx_path, "float32, not folded": unfolded_onnx(run_dir, Path(tmp) / "unfolded.onnx")}
         paths.update({v: result.onnx_path.with_name(f"{result.onnx_path.stem}.{v}.onnx") for v in result.variants})
         backends = {"tensorflow (SavedModel)": lambda feed: signature(**{k: tf.constant(v) for k, v in feed.items()})}
         backends.update({f"onnxruntime {name}": ort_backend(path) for name, path in paths.items()})
