@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def documentation_text() -> str:
+    """README.md and every docs/*.md page, as one text: what the docs say, wherever a page says it."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return "\n\n".join(page.read_text(encoding="utf-8") for page in pages)
 # The real MNIST test set, when a checkout has ../shared beside it: it only adds checks.
 # GAN_TEST_MNIST_DIR points elsewhere (a missing path shows what a fresh clone runs).
 MNIST_TEST_DIR = Path(os.environ.get("GAN_TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist-test"))

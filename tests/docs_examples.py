@@ -5,7 +5,11 @@ Markup a page may use, in HTML comments just before a block (invisible when rend
     <!-- skip: next "needs a Docker daemon" -->        Sybil's own: the block is not run, with the reason
     <!-- tiny: {"--epochs 50": "--epochs 1"} -->       run it with these replacements (test-time settings);
                                                       each original text must occur in the block, so a
-                                                      replacement cannot go stale unnoticed
+                                                      replacement cannot go stale unnoticed; shell
+                                                      blocks see $TINY_TRAIN (tiny training flags)
+    <!-- invisible-code-block: bash                   Sybil's own: a block run but not shown (setup such
+    mkdir -p my_images ...                            as the example files a visible block names)
+    -->
 
 Blocks tagged bash, sh or shell run in `bash -eo pipefail` and Python blocks in one namespace per
 page, all of one page in a sandbox directory whose entries link to the repository's top-level files and
@@ -35,6 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHELLS = ("bash", "sh", "shell")
 BLOCK_TIMEOUT = 1800
 REPLACEMENTS = "_tiny_replacements"
+# Test-time training settings, $TINY_TRAIN in a block's replacements: seconds, not minutes. Put it
+# last on a command line (flags given later win), or replace the page's own --epochs too.
+TINY_TRAIN = "--epochs 1 --steps-per-epoch 2 --width 4 --batch-size 16 --verbose 0 --num-samples 16"
 SANDBOX = "_sandbox"
 
 
@@ -71,25 +78,47 @@ def as_run(example: Example) -> str:
 def sandbox(namespace: dict) -> Path:
     """The page's working directory: links to the checkout's top-level entries, writes stay here."""
     if SANDBOX not in namespace:
-        root = Path(tempfile.mkdtemp(prefix="docs-"))
+        root = Path(tempfile.mkdtemp(prefix="docs-")) / "checkout"
+        root.mkdir()
         for entry in REPO.iterdir():
             if entry.name not in (".git", "runs", "exports"):
                 (root / entry.name).symlink_to(entry)
+        if (REPO.parent / "shared").is_dir():  # ../shared/data/mnist-test, as beside the checkout
+            (root.parent / "shared").symlink_to(REPO.parent / "shared")
         namespace[SANDBOX] = root
     return namespace[SANDBOX]
 
 
 def block_env() -> dict:
     """The test's own interpreter first on PATH (so `python` is this venv's), the checkout importable."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", TINY_TRAIN=TINY_TRAIN,
+               DOCS_REST_PORT=str(DOCS_REST_PORT), DOCS_GRPC_PORT=str(DOCS_GRPC_PORT))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
 
+# Shell helpers a page's replacements may use. serve_briefly: a model server command as a page writes
+# it runs until it is stopped; run it, wait until /ready answers on DOCS_REST_PORT, stop it with SIGTERM,
+# and pass on its exit status (0 after a clean drain).
+HELPERS = r"""
+serve_briefly() {
+  "$@" > serve_briefly.log 2>&1 &
+  local pid=$! ready="import urllib.request; urllib.request.urlopen('http://127.0.0.1:$DOCS_REST_PORT/ready', timeout=1)"
+  for _ in $(seq 600); do
+    if python -c "$ready" 2>/dev/null; then kill -TERM $pid; wait $pid; return $?; fi
+    if ! kill -0 $pid 2>/dev/null; then cat serve_briefly.log; wait $pid; return $?; fi
+    sleep 0.2
+  done
+  kill -KILL $pid; cat serve_briefly.log; return 1
+}
+"""
+DOCS_REST_PORT, DOCS_GRPC_PORT = 18501, 18500  # serve_briefly's ports; a page's replacements name them
+
+
 def run_shell(example: Example) -> None:
     source = as_run(example)
-    result = subprocess.run(["bash", "-eo", "pipefail", "-c", source], cwd=sandbox(example.namespace),
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", HELPERS + source], cwd=sandbox(example.namespace),
                             env=block_env(), capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
     if result.returncode != 0:
         raise AssertionError(f"{Path(example.path).name} line {example.line}: exit {result.returncode}\n$ {source}\n"
@@ -115,8 +144,11 @@ class PythonInSandbox:
 
 
 def teardown(namespace: dict) -> None:
+    """Stop what a page left running (a hidden block's background server writes its pid to *.pid)."""
     if SANDBOX in namespace:
-        shutil.rmtree(namespace[SANDBOX], ignore_errors=True)
+        for pid_file in namespace[SANDBOX].glob("*.pid"):
+            subprocess.run(["kill", "-TERM", pid_file.read_text().strip()], capture_output=True)
+        shutil.rmtree(namespace[SANDBOX].parent, ignore_errors=True)
 
 
 def documentation() -> Sybil:

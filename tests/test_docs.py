@@ -13,7 +13,7 @@ from tests.docs_examples import REPO, documentation, pages, teardown
 
 # Pages whose blocks train or export (tiny settings still take a minute or more on 2 cores).
 SLOW_PAGES = {"docs/training.md", "docs/evaluation.md", "docs/export.md", "docs/serving-onnxruntime.md",
-              "docs/clusters.md"}
+              "docs/serving-tfserving.md"}
 # Fenced-block languages that are not run: data, config and output. Anything else must be runnable.
 NOT_CODE = {"", "text", "yaml", "json", "toml", "ini", "dockerfile", "protobuf", "pbtxt", "diff", "markdown"}
 RUNNABLE = {"bash", "sh", "shell", "python"}

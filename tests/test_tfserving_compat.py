@@ -24,7 +24,7 @@ import yaml
 from serving import flags, protos, server_config
 from serving.onnx_generator import OnnxGenerator
 from serving.tfserving import config as tfs_config
-from tests.conftest import REPO
+from tests.conftest import REPO, documentation_text
 from tests.server_harness import free_port, wait_until_ready
 
 from tests.tfserving_cases import (G, GRPC_CASES, RELOAD_CONFIG_METHOD, REST_CASES, Z, ReloadConfigRequest,
@@ -180,7 +180,7 @@ def tfserving_command_lines() -> dict[str, list[str]]:
     assert services["onnx-serve"].get("command") == command, "one argument list for both servers"
     lines["docker-compose tfserving"] = entrypoint[1:] + command
     lines["docker-compose onnx-serve"] = command
-    readme = (REPO / "README.md").read_text().replace("\\\n", " ")
+    readme = documentation_text().replace("\\\n", " ")
     for number, line in enumerate(readme.splitlines()):
         if line.lstrip().startswith("docker run") and "tensorflow/serving" in line:
             tokens = shlex.split(line.split("#")[0])
