@@ -43,6 +43,7 @@ REPLACEMENTS = "_tiny_replacements"
 # last on a command line (flags given later win), or replace the page's own --epochs too.
 TINY_TRAIN = "--epochs 1 --steps-per-epoch 2 --width 4 --batch-size 16 --verbose 0 --num-samples 16"
 SANDBOX = "_sandbox"
+PORTS = "_ports"
 
 
 class TinyParser:
@@ -86,21 +87,39 @@ def sandbox(namespace: dict) -> Path:
         if (REPO.parent / "shared").is_dir():  # ../shared/data/mnist-test, as beside the checkout
             (root.parent / "shared").symlink_to(REPO.parent / "shared")
         namespace[SANDBOX] = root
+        namespace[PORTS] = page_ports()
     return namespace[SANDBOX]
 
 
-def block_env() -> dict:
-    """The test's own interpreter first on PATH (so `python` is this venv's), the checkout importable."""
+def page_ports() -> dict[str, str]:
+    """Free loopback ports for the page's servers, as DOCS_REST_PORT/DOCS_GRPC_PORT in its blocks' environment."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(2)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        rest, grpc = (str(s.getsockname()[1]) for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
+    return {"DOCS_REST_PORT": rest, "DOCS_GRPC_PORT": grpc}
+
+
+def block_env(namespace: dict) -> dict:
+    """The test's own interpreter first on PATH (so `python` is this venv's), the checkout importable,
+    $TINY_TRAIN and the page's ports."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", TINY_TRAIN=TINY_TRAIN,
-               DOCS_REST_PORT=str(DOCS_REST_PORT), DOCS_GRPC_PORT=str(DOCS_GRPC_PORT))
+               **namespace[PORTS])
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
 
 # Shell helpers a page's replacements may use. serve_briefly: a model server command as a page writes
-# it runs until it is stopped; run it, wait until /ready answers on DOCS_REST_PORT, stop it with SIGTERM,
-# and pass on its exit status (0 after a clean drain).
+# it runs until it is stopped; run it, wait until /ready answers on $DOCS_REST_PORT (a free port chosen
+# for the page, as is $DOCS_GRPC_PORT), stop it with SIGTERM, and pass on its exit status (0 after a
+# clean drain).
 HELPERS = r"""
 serve_briefly() {
   "$@" > serve_briefly.log 2>&1 &
@@ -113,13 +132,13 @@ serve_briefly() {
   kill -KILL $pid; cat serve_briefly.log; return 1
 }
 """
-DOCS_REST_PORT, DOCS_GRPC_PORT = 18501, 18500  # serve_briefly's ports; a page's replacements name them
 
 
 def run_shell(example: Example) -> None:
     source = as_run(example)
-    result = subprocess.run(["bash", "-eo", "pipefail", "-c", HELPERS + source], cwd=sandbox(example.namespace),
-                            env=block_env(), capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
+    cwd = sandbox(example.namespace)
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", HELPERS + source], cwd=cwd,
+                            env=block_env(example.namespace), capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
     if result.returncode != 0:
         raise AssertionError(f"{Path(example.path).name} line {example.line}: exit {result.returncode}\n$ {source}\n"
                              f"--- stdout ---\n{result.stdout[-3000:]}\n--- stderr ---\n{result.stderr[-5000:]}")
@@ -137,10 +156,17 @@ class PythonInSandbox:
         example.parsed = Lexeme(as_run(example), example.parsed.offset, example.parsed.line_offset)
         here = os.getcwd()
         os.chdir(sandbox(example.namespace))
+        saved = {key: os.environ.get(key) for key in example.namespace[PORTS]}
+        os.environ.update(example.namespace[PORTS])  # a replacement may read the page's ports
         try:
             return self.evaluate(example)
         finally:
             os.chdir(here)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def teardown(namespace: dict) -> None:

@@ -48,7 +48,7 @@ def test_page_runs_as_written(page):
 
 def test_every_code_block_is_tagged_runnable_or_data():
     """A block tagged `console`, `py` or `zsh` would be neither run nor flagged: the tags are closed."""
-    fence = re.compile(r"^```+\s*([\w+-]*)", re.MULTILINE)
+    fence = re.compile(r"^```+[ \t]*([\w+-]*)", re.MULTILINE)
     wrong = []
     for page in pages():
         languages = fence.findall(page.read_text())[::2]  # opening fences; every other one closes

@@ -163,8 +163,8 @@ def test_the_same_pipeline_compiles_for_kubeflow_pipelines_v2(tfx_python, tmp_pa
     run_fn and custom_config (our TrainConfig keys), the gate's limit and the push destination."""
     spec_path = tmp_path / "pipeline.json"
     result = run_pipeline(tfx_python, tmp_path, "--compile-kfp", str(spec_path), "--image", "registry.example/gan-serve-tfx:1",
-                          "--images", "gs://bucket/images",
-                          "--pipeline-root", "gs://bucket/tfx", "--serving-model-dir", "gs://bucket/models/generator",
+                          "--images", "/gcs/bucket/images",
+                          "--pipeline-root", "/gcs/bucket/tfx", "--serving-model-dir", "/gcs/bucket/models/generator",
                           "--train-config", json.dumps({"epochs": 3, "loss": "rpgan"}), "--max-fid", "25",
                           timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
@@ -182,9 +182,9 @@ def test_the_same_pipeline_compiles_for_kubeflow_pipelines_v2(tfx_python, tmp_pa
     assert custom == {"train_config": {"epochs": 3, "loss": "rpgan"}, "model_name": "generator"}
     assert constant(params["Trainer"]["run_fn"]) == "pipelines.tfx.trainer_module.run_fn"
     assert float(constant(params["QualityGate"]["max_fid"])) == 25.0
-    assert "gs://bucket/models/generator" in constant(params["Pusher"]["push_destination"])
+    assert "/gcs/bucket/models/generator" in constant(params["Pusher"]["push_destination"])
     assert pipeline_spec["pipelineInfo"]["name"] == "gan-serve"
-    assert constant(params["ImageExampleGen"]["input_base"]) == "gs://bucket/images"
+    assert constant(params["ImageExampleGen"]["input_base"]) == "/gcs/bucket/images"
     splits = json.loads(constant(params["ImageExampleGen"]["output_config"]))["split_config"]["splits"]
     assert {s["name"]: s["hash_buckets"] for s in splits} == {"train": 9, "eval": 1}
 

