@@ -197,9 +197,12 @@ def test_starts_with_tf_servings_exact_command_lines(mounts, tmp_path):
             continue
         served = Served(remap(args, mounts), tmp_path / "server.log")
         try:
+            # A models.config line serves both versions, labelled; a --model_base_path line (docs/tfx.md) the latest.
+            single = not any(a.startswith("--model_config_file=") for a in args)
             status = httpx.get(served.url + "/v1/models/generator").json()
-            assert [s["state"] for s in status["model_version_status"]] == ["AVAILABLE", "AVAILABLE"], where
-            ok = httpx.post(served.url + "/v1/models/generator/labels/stable:predict", json={"instances": [[0.0] * 8]})
+            assert [s["state"] for s in status["model_version_status"]] == ["AVAILABLE"] * (1 if single else 2), where
+            path = ":predict" if single else "/labels/stable:predict"
+            ok = httpx.post(served.url + "/v1/models/generator" + path, json={"instances": [[0.0] * 8]})
             assert ok.status_code == 200, (where, ok.text)
             if any(a.startswith("--monitoring_config_file") for a in args):
                 text = httpx.get(served.url + "/monitoring/prometheus/metrics").text
