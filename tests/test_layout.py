@@ -1,4 +1,4 @@
-"""The layering rule of README "How the code is laid out": no package imports from a layer above it.
+"""The layering rule of docs/development.md "How the code is laid out": no package imports from a layer above it.
 
 common < metrics < training ; common < serving ; export above them ; pipelines (TFX) on top. Checked statically over every import
 statement (module level and inside functions), so a lazy import cannot hide an upward dependency.

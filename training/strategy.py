@@ -111,8 +111,8 @@ def _tf_config_resolver() -> resolvers.TFConfigClusterResolver:
         resolver = resolvers.TFConfigClusterResolver()
         resolver.cluster_spec()
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({err}); see the README's "
-                          "'Many machines' for its shape.") from None
+        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({err}); see "
+                          "docs/clusters.md, 'Many machines', for its shape.") from None
     return resolver
 
 
