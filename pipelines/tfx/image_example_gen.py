@@ -8,8 +8,8 @@ Each split pattern (relative to `input_base`, as for every file-based ExampleGen
   rows of 784 pixels and a label (`default_source()` gives both).
 
 Images are stored as PNG bytes (`image_examples`): encoded files as they are when already PNG, anything
-else (JPEG, CSV pixels) re-encoded losslessly, never resized: training resizes as it always does, and a
-pipeline keeps one image size. ExampleGen's own output_config splits them (hash buckets); the `eval`
+else (JPEG, CSV pixels) re-encoded losslessly, never resized: training shapes them as it shapes any
+image folder, and the quality gate shapes held-out images the same way. ExampleGen's own output_config splits them (hash buckets); the `eval`
 split is the quality gate's held-out set.
 """
 

@@ -34,9 +34,10 @@ def score(model_dir: Path, examples_uri: str, num_samples: int, seed: int = 0) -
     from export.artifacts import load_sampler
     from metrics.evaluator import Evaluator
 
-    train_images, train_labels, _ = read_split(split_files(examples_uri, "train"))
-    held_out, held_out_labels, _ = read_split(split_files(examples_uri, "eval"))
     sampler = load_sampler(model_dir / "model.onnx")
+    shape = sampler.image_shape  # real images shaped to what the generator draws, as training shaped them
+    train_images, train_labels, _ = read_split(split_files(examples_uri, "train"), shape)
+    held_out, held_out_labels, _ = read_split(split_files(examples_uri, "eval"), shape)
     evaluator = Evaluator(train_images, train_labels, reference_images=held_out, reference_labels=held_out_labels,
                           num_samples=num_samples, seed=seed)
     result = evaluator.evaluate(sampler.sample, sampler.latent_dim, sampler.num_classes)

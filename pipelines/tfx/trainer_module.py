@@ -5,8 +5,8 @@ TFX hands over the ExampleGen splits as TFRecord patterns and the TrainConfig as
     custom_config = {"train_config": {"epochs": 1, "steps_per_epoch": 5, ...},  # TrainConfig keys
                      "model_name": "generator"}
 
-The train split becomes an image folder (`--dataset folder`, lossless PNGs, one folder per class), so
-training reads it exactly as it reads a user's folder; the generator is then exported by
+The train split becomes an image folder (`--dataset folder`, its PNGs byte for byte, one folder per
+class), so training reads and shapes it exactly as it reads a user's folder; the generator is then exported by
 `export.exporter` (SavedModel + ONNX + model card, parity-gated) and the serving directory TFX pushes
 is assembled from that export: the SavedModel at its top for TF Serving, `model.onnx` and
 `model_card.json` beside it for our onnxruntime server (each ignores the other's files).
@@ -19,15 +19,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipelines.tfx.image_examples import read_split, write_image_folder
+from pipelines.tfx.image_examples import native_shape, read_records, write_image_folder
 
 # TrainConfig keys the pipeline decides, never custom_config: where the data and the run live.
-OWNED_KEYS = ("dataset", "data_dir", "output_dir", "overwrite", "image_size", "channels")
+OWNED_KEYS = ("dataset", "data_dir", "output_dir", "overwrite")
 
 
 def train_config(custom: dict, data_dir: Path, run_dir: Path, image_shape: tuple[int, ...]):
     """Our TrainConfig from the Trainer's custom_config (its `train_config` mapping), on the folder of
-    training images; a key the pipeline owns is refused with one line naming it."""
+    training images; a key the pipeline owns is refused with one line naming it. image_size and
+    channels default to the images' own (`image_shape`), not to the folder dataset's 64 px RGB."""
     from training.config import ConfigError, TrainConfig
 
     values = dict(custom.get("train_config") or {})
@@ -35,8 +36,9 @@ def train_config(custom: dict, data_dir: Path, run_dir: Path, image_shape: tuple
     if owned:
         raise ConfigError(f"custom_config['train_config'] may not set {', '.join(owned)}: the pipeline's "
                           "ExampleGen gives the data and the Trainer's artifact is the run directory.")
-    values.update(dataset="folder", data_dir=str(data_dir), output_dir=str(run_dir),
-                  image_size=int(image_shape[0]), channels=int(image_shape[-1]))
+    values.setdefault("image_size", int(image_shape[0]))
+    values.setdefault("channels", int(image_shape[-1]))
+    values.update(dataset="folder", data_dir=str(data_dir), output_dir=str(run_dir))
     return TrainConfig.from_dict(values, source="custom_config['train_config']").validate()
 
 
@@ -51,10 +53,10 @@ def run_fn(fn_args) -> None:
     from training.trainer import train
 
     custom = fn_args.custom_config or {}
-    images, labels, class_names = read_split(expand(fn_args.train_files))
+    records = read_records(expand(fn_args.train_files))
     run_root = Path(fn_args.model_run_dir)
-    data_dir = write_image_folder(images, labels, class_names, run_root / "train-images")
-    config = train_config(custom, data_dir, run_root / "run", images.shape[1:])
+    data_dir = write_image_folder(records, run_root / "train-images")
+    config = train_config(custom, data_dir, run_root / "run", native_shape(records))
     result = train(config)
     if result.preempted:
         raise RuntimeError(f"training was preempted at step {result.global_step}; rerun the pipeline to resume")
