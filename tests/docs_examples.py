@@ -84,6 +84,8 @@ def sandbox(namespace: dict) -> Path:
         for entry in REPO.iterdir():
             if entry.name not in (".git", "runs", "exports"):
                 (root / entry.name).symlink_to(entry)
+        if not (root / ".venv-tfx").is_symlink():  # made by a block of the page (docs/tfx.md's setup command)
+            (root / ".venv-tfx").symlink_to(REPO / ".venv-tfx")
         if (REPO.parent / "shared").is_dir():  # ../shared/data/mnist-test, as beside the checkout
             (root.parent / "shared").symlink_to(REPO.parent / "shared")
         namespace[SANDBOX] = root
