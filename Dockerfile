@@ -27,10 +27,11 @@ FROM tensorflow/tensorflow:${TF_VERSION}-gpu AS train
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /opt/gan
 # Dependencies first, keyed on pyproject.toml alone, so code changes reuse this layer.
-COPY pyproject.toml README.md ./
-# DL3013 (pin pip versions): the bounds live in pyproject.toml, the one place they are kept.
+COPY pyproject.toml README.md requirements/lock.txt ./
+# DL3013 (pin pip versions): the bounds live in pyproject.toml, the tested versions in requirements/lock.txt
+# (installed here as constraints, so an image gets what CI tested).
 # hadolint ignore=DL3013
-RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
+RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', '-c', 'lock.txt', *deps])"
 COPY common/ common/
 COPY training/ training/
 COPY export/ export/
@@ -68,11 +69,12 @@ CMD ["--model_config_file=/config/models.config"]
 FROM ${PYTHON_IMAGE} AS onnx-serve
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /opt/gan
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements/lock.txt ./
 # Exactly the `serve` extra: numpy, onnxruntime, protobuf, grpcio, starlette, uvicorn, prometheus-client.
-# DL3013 (pin pip versions): the bounds live in pyproject.toml, the one place they are kept.
+# DL3013 (pin pip versions): the bounds live in pyproject.toml, the tested versions in requirements/lock.txt
+# (installed here as constraints, so an image gets what CI tested).
 # hadolint ignore=DL3013
-RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
+RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', '-c', 'lock.txt', *deps])"
 # Only what serves: the bottom utilities and the server (training/ and export/ need TensorFlow).
 COPY common/ common/
 COPY serving/ serving/
@@ -99,10 +101,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 WORKDIR /opt/gan
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements/lock.txt ./
 # The `serve` extra with onnxruntime swapped for onnxruntime-gpu.
 # hadolint ignore=DL3013
-RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']; deps = [d.replace('onnxruntime', 'onnxruntime-gpu', 1) if d.startswith('onnxruntime') else d for d in deps]; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', *deps])"
+RUN python -c "import tomllib, subprocess, sys; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']; deps = [d.replace('onnxruntime', 'onnxruntime-gpu', 1) if d.startswith('onnxruntime') else d for d in deps]; subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', '-c', 'lock.txt', *deps])"
 # Only what serves: the bottom utilities and the server (training/ and export/ need TensorFlow).
 COPY common/ common/
 COPY serving/ serving/

@@ -26,6 +26,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GAN_SERVE_CACHE", tempfile.mkdtemp(prefix="gan-serve-test-cache-"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The second tier (marker `tier2`) and the TFX tier (marker `tfx`) run only when `-m` names them
+    (`python -m pytest -m tier2`, `-m tfx`), so `python -m pytest` and `python -m pytest -m "not slow"`
+    stay the fast tier."""
+    for tier in ("tier2", "tfx"):
+        if tier in (config.option.markexpr or ""):
+            continue
+        left_out = [item for item in items if item.get_closest_marker(tier)]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker(tier)]
+
+
 @pytest.fixture(scope="session")
 def mnist_test_dir(tmp_path_factory) -> Path:
     """A directory of MNIST-format idx files: the real test set from ../shared when it is there,
@@ -93,4 +106,14 @@ def tiny_export(tiny_run, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("exports")
     assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_export(tiny_conditional_run, tmp_path_factory) -> Path:
+    """The conditional tiny run exported once per session as model "digits" (tests only read it)."""
+    from export.run import main
+
+    out = tmp_path_factory.mktemp("exports_cond")
+    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(out), "--model-name", "digits"]) == 0
     return out

@@ -114,6 +114,7 @@ def checkpoint_step(run_dir: Path) -> int | None:
     return json.loads(pointer.read_text())["step"] if pointer.is_file() else None
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_slurm_step_workers_agree_on_sigterm_to_one_and_resume_to_identical_weights(tmp_path, mnist_test_dir):
     """No TF_CONFIG: SlurmClusterResolver builds the cluster from the job step's environment. SIGTERM

@@ -1,4 +1,6 @@
-"""Loss reduction is right for any number of replicas: 2 replicas step exactly like 1."""
+"""Loss reduction is right for any number of replicas: 2 replicas step exactly like 1 (SGD, one step,
+per loss), and the default recipe (Adam at the default rates, EMA half-life with ramp-up; 3 steps,
+EMA generator included) on 2 replicas ends within 1e-5 of 1 replica (measured: 1e-6)."""
 
 import json
 
@@ -6,17 +8,18 @@ import pytest
 
 from tests.conftest import REPO, run_python
 
-CASES = [("bce", "unconditional", 1), ("wgan-gp", "conditional", 2), ("hinge", "unconditional", 1)]
+CASES = [("bce", "unconditional", 1), ("wgan-gp", "conditional", 2), ("hinge", "unconditional", 1),
+         ("bce", "unconditional", 1, "default")]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-d{c[2]}")
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: "-".join([c[0], c[1], f"d{c[2]}", *c[3:]]))
 def equivalence(request):
-    loss, conditional, d_steps = request.param
-    result = run_python(str(REPO / "tests" / "replica_equivalence.py"), loss, conditional, str(d_steps),
+    loss, conditional, d_steps, *recipe = request.param
+    result = run_python(str(REPO / "tests" / "replica_equivalence.py"), loss, conditional, str(d_steps), *recipe,
                         timeout=300, env={"PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
-    assert report["replicas"] == 2
+    assert report["replicas"] == 2 and report["default_recipe"] == bool(recipe)
     return report
 
 

@@ -192,6 +192,7 @@ def test_compose_file_refers_to_targets_paths_and_modules_that_exist(tiny_export
     assert services["tfserving"]["depends_on"]["export"]["condition"] == "service_completed_successfully"
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
     venv = tmp_path / "slim"
@@ -199,7 +200,7 @@ def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
     python = str(venv / "bin" / "python")
     serve = PYPROJECT["project"]["optional-dependencies"]["serve"]
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run(pip + serve, check=True, timeout=600)
+    subprocess.run(pip + ["-c", str(REPO / "requirements" / "lock.txt"), *serve], check=True, timeout=600)
     subprocess.run(pip + ["--no-deps", str(REPO)], check=True, timeout=300, cwd=tmp_path)
     probe = subprocess.run([python, "-c", "import importlib.util as u; print(u.find_spec('tensorflow'), u.find_spec('keras'))"],
                            capture_output=True, text=True, cwd=tmp_path)

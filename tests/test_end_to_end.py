@@ -78,7 +78,7 @@ def test_conditional_run_with_wgan_gp_draws_one_row_per_class(tmp_path):
     # 10 classes x 2 columns of 28-pixel digits with 1-pixel borders.
     assert grid.size == (2 * 29 + 1, 10 * 29 + 1)
     history = json.loads((run_dir / "history.json").read_text())
-    assert history[0]["gp"] >= 0 and "gp" in history[0]
+    assert 0 < history[0]["gp"] < float("inf"), history[0]  # the penalty was computed and logged (never exactly 0)
 
 
 def test_time_budget_stops_cleanly_and_writes_everything(tmp_path):
@@ -86,8 +86,12 @@ def test_time_budget_stops_cleanly_and_writes_everything(tmp_path):
     result = run_python("-m", "training.run", *TINY, "--epochs", "1000", "--max-minutes", "0.05",
                         "--output-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "stopped at the time budget" in result.stdout
+    stopped = re.search(r"stopped at the time budget: (\d+)/(\d+) steps in ([\d.]+) min", result.stdout)
+    assert stopped, result.stdout[-2000:]
+    step, total, minutes = int(stopped[1]), int(stopped[2]), float(stopped[3])
     assert (run_dir / "generator.keras").is_file() and list((run_dir / "samples").glob("*.png"))
     history = json.loads((run_dir / "history.json").read_text())
-    step = json.loads((run_dir / "checkpoints" / "checkpoint.json").read_text())["step"]
-    assert history[-1]["global_step"] == step and step < 1000 * 312
+    assert history[-1]["global_step"] == step == json.loads((run_dir / "checkpoints" / "checkpoint.json").read_text())["step"]
+    # Stopped by the budget, not by the plan or an error: some steps ran, far fewer than planned,
+    # and not before the 3 s budget (0.05 min prints as 0.1 once it has passed; 0.0 would be early).
+    assert 0 < step < total == 1000 * 312 and minutes >= 0.05, stopped[0]

@@ -1,6 +1,7 @@
 """Export: layout, signature, warmup, parity gate, atomic publish, versions, model card, generate."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -87,18 +88,6 @@ def test_model_card_describes_the_model_and_hashes_the_published_files(tiny_expo
         assert sha256(tiny_export / relative) == digest, relative
 
 
-def test_versions_auto_increment_and_existing_ones_are_refused(tiny_run, tmp_path, capsys):
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path)]) == 0
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path)]) == 0
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path), "--version", "7"]) == 0
-    base = tmp_path / "tfserving" / "generator"
-    assert sorted(p.name for p in base.iterdir()) == ["1", "2", "7"]
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path), "--version", "2"]) == 2
-    assert "Version 2 already exists" in capsys.readouterr().err
-    assert main(["--run-dir", str(tiny_run), "--output-dir", str(tmp_path)]) == 0
-    assert sorted(int(p.name) for p in base.iterdir()) == [1, 2, 7, 8]
-
-
 def test_a_failure_mid_export_publishes_nothing(tiny_run, tmp_path, monkeypatch):
     import export.exporter
 
@@ -143,16 +132,15 @@ def test_bad_input_exits_2_with_a_message(tiny_run, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_conditional_export_takes_labels_and_passes_parity(tiny_conditional_run, tmp_path):
-    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(tmp_path), "--model-name", "digits"]) == 0
-    sig = signature_def(tmp_path / "tfserving" / "digits" / "1")["serving_default"]
+def test_conditional_export_takes_labels_and_passes_parity(tiny_conditional_export):
+    sig = signature_def(tiny_conditional_export / "tfserving" / "digits" / "1")["serving_default"]
     assert sorted(sig.inputs) == ["label", "z"] and sig.inputs["label"].dtype == tf.int32.as_datatype_enum
-    card = json.loads((tmp_path / "model_card.json").read_text())
+    card = json.loads((tiny_conditional_export / "model_card.json").read_text())
     assert card["num_classes"] == 10 and card["class_names"] == [str(i) for i in range(10)]
-    assert json.loads((tmp_path / "export_report.json").read_text())["passed"]
+    assert json.loads((tiny_conditional_export / "export_report.json").read_text())["passed"]
 
 
-def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_conditional_run, tmp_path):
+def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_conditional_export, tmp_path):
     from export.generate import main as generate
 
     onnx_png, sm_png = tmp_path / "onnx.png", tmp_path / "sm.png"
@@ -162,9 +150,8 @@ def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_cond
     from PIL import Image
 
     assert Image.open(onnx_png).size == (3 * 29 + 1, 3 * 29 + 1)
-    out = tmp_path / "cond"
-    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(out)]) == 0
-    assert generate(["--model", str(out / "onnx" / "generator.onnx"), "--num", "20", "--out", str(tmp_path / "c.png")]) == 0
+    assert generate(["--model", str(tiny_conditional_export / "onnx" / "digits.onnx"), "--num", "20",
+                     "--out", str(tmp_path / "c.png")]) == 0
     assert Image.open(tmp_path / "c.png").size == (2 * 29 + 1, 10 * 29 + 1)
     assert generate(["--model", str(tmp_path / "missing.onnx")]) == 2
 
@@ -191,6 +178,7 @@ def _published(out):
     return sorted(int(p.name) for p in (out / "tfserving" / "generator").iterdir() if p.name.isdigit())
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_concurrent_exports_into_one_dir_publish_whole_distinct_versions(tiny_run, tmp_path):
     import subprocess
@@ -233,6 +221,7 @@ def test_concurrent_exports_into_one_dir_publish_whole_distinct_versions(tiny_ru
     assert sha256(out / "onnx" / "generator.onnx") == newest["sha256"]["onnx/generator.onnx"]
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_a_killed_export_leaves_leftovers_the_next_one_removes_without_touching_live_ones(tiny_run, tmp_path):
     import signal
@@ -318,6 +307,46 @@ def _python_nobody_can_run():
     pytest.skip(f"no python{version} that user nobody may execute")
 
 
+SERVER_IMPORTS = ("numpy", "onnxruntime", "google.protobuf", "grpc", "starlette", "uvicorn", "prometheus_client",
+                  "orjson", "anyio", "h11", "click")
+
+
+def _readable_copies(python, site_packages, destination):
+    """`site_packages` when nobody can import the server's dependencies from them, else a copy of the
+    distributions those imports come from (with their requirements) under `destination`."""
+    import shutil
+    import subprocess
+    from importlib import metadata
+
+    probe = f"import {', '.join(SERVER_IMPORTS)}"
+    env = {"PYTHONPATH": os.pathsep.join(site_packages), "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+    if subprocess.run([python, "-c", probe], env=env, cwd="/", preexec_fn=_as_nobody, capture_output=True).returncode == 0:
+        return list(site_packages)
+    wanted = {name.split(".")[0] for name in SERVER_IMPORTS}
+    by_package = metadata.packages_distributions()
+    todo = {dist for package in wanted for dist in by_package.get(package, [])} | {"protobuf"}
+    done = set()
+    while todo:
+        name = todo.pop()
+        if name.lower() in done:
+            continue
+        done.add(name.lower())
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or []:
+            source = dist.locate_file(file)
+            if source.is_file():
+                target = os.path.join(destination, str(file))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(source, target)
+        for requirement in dist.requires or []:
+            if "extra ==" not in requirement:
+                todo.add(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0])
+    return [destination]
+
+
 def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_them(tiny_export, tmp_path):
     import os
     import shutil
@@ -337,13 +366,20 @@ def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_th
         assert path.stat().st_mode & 0o777 == expected, f"{path} is {oct(path.stat().st_mode & 0o777)}"
     python = _python_nobody_can_run()
     rest, grpc_port = free_port(), free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
-           "PYTHONPATH": os.pathsep.join([str(REPO), *site.getsitepackages()])}
     with tempfile.TemporaryDirectory(prefix="nobody-reads-", dir="/tmp") as public:  # pytest's tmp is root-only
         os.chmod(public, 0o755)
         shutil.copytree(tiny_export / "onnx-models", f"{public}/onnx-models")  # copytree keeps the modes
+        # nobody cannot enter a checkout inside a 0700 directory (a home, a mktemp -d): it gets a
+        # readable copy of the server's code, and of the packages it imports unless it can read them.
+        code = f"{public}/code"
+        for package in ("common", "serving"):
+            shutil.copytree(REPO / package, f"{code}/{package}", ignore=shutil.ignore_patterns("__pycache__"))
+        path = [code, *_readable_copies(python, site.getsitepackages(), f"{public}/site-packages")]
+        subprocess.run(["chmod", "-R", "a+rX", public], check=True)  # a clone made under umask 077 too
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
+               "PYTHONPATH": os.pathsep.join(path)}
         server = subprocess.Popen([python, "-m", "serving.server", "--model-base-path", f"{public}/onnx-models/generator",
-                                   "--rest-port", str(rest), "--grpc-port", str(grpc_port)], cwd=REPO, env=env,
+                                   "--rest-port", str(rest), "--grpc-port", str(grpc_port)], cwd=code, env=env,
                                   preexec_fn=_as_nobody, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             uid = next(line.split()[1] for line in open(f"/proc/{server.pid}/status") if line.startswith("Uid:"))
@@ -367,6 +403,7 @@ def _mount_tmpfs(path, size):
         pytest.skip(f"cannot mount a tmpfs to fill up ({result.stderr.strip()}): needs root and mount permission")
 
 
+@pytest.mark.tier2
 def test_a_full_disk_exits_4_naming_the_path_and_space_and_leaves_nothing(tiny_run, tmp_path, capsys):
     import subprocess
 

@@ -59,11 +59,8 @@ def test_cuda_is_refused_loudly_when_it_is_not_really_there(tiny_export):
     assert OnnxGenerator(tiny_export / "onnx" / "generator.onnx", device="auto").providers == ["CPUExecutionProvider"]
 
 
-def test_conditional_model_cycles_classes_and_checks_labels(tiny_conditional_run, tmp_path):
-    from export.run import main
-
-    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(tmp_path)]) == 0
-    generator = OnnxGenerator(tmp_path / "onnx-models" / "generator" / "1" / "model.onnx")
+def test_conditional_model_cycles_classes_and_checks_labels(tiny_conditional_export):
+    generator = OnnxGenerator(tiny_conditional_export / "onnx-models" / "digits" / "1" / "model.onnx")
     assert generator.info.num_classes == 10 and generator.info.card["class_names"][3] == "3"
     z = np.repeat(np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32), 2, axis=0)
     two_classes = generator.generate(z=z)  # labels 0 and 1 by default

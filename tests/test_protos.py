@@ -1,16 +1,83 @@
-"""The shipped TF Serving descriptors match the installed tensorflow-serving-api; serving needs no TF."""
+"""The shipped TF Serving descriptors match the installed tensorflow-serving-api, message by
+message and field by field (TF Serving's own generated modules, not our copies); serving needs no TF."""
+
+import importlib
+import pkgutil
 
 import numpy as np
 import pytest
+from google.protobuf import descriptor_pb2
 
 from serving import protos
 from serving.protos.build_descriptors import OUTPUT, descriptor_set
 from tests.conftest import run_python
 
 
-def test_shipped_descriptors_are_those_of_the_installed_tensorflow_serving_api():
-    assert OUTPUT.read_bytes() == descriptor_set().SerializeToString(deterministic=True), \
-        "run: python -m serving.protos.build_descriptors"
+def shipped_message_names() -> list[str]:
+    """Every message (nested ones too) in the descriptor set the server and client are built from."""
+    names = []
+
+    def visit(prefix, messages):
+        for message in messages:
+            names.append(f"{prefix}.{message.name}")
+            visit(names[-1], message.nested_type)
+
+    for file in descriptor_pb2.FileDescriptorSet.FromString(OUTPUT.read_bytes()).file:
+        visit(file.package, file.message_type)
+    return sorted(names)
+
+
+@pytest.fixture(scope="module")
+def installed_pool():
+    """The default descriptor pool after importing every generated `*_pb2` module tensorflow-serving-api
+    installs (and, through them, TensorFlow's own protos): TF Serving's definitions as it ships them."""
+    import tensorflow_serving
+    from google.protobuf import descriptor_pool
+
+    for info in pkgutil.walk_packages(tensorflow_serving.__path__, "tensorflow_serving."):
+        if info.name.endswith("_pb2"):
+            importlib.import_module(info.name)
+    return descriptor_pool.Default()
+
+
+def schema(message) -> dict:
+    """A message descriptor as comparable data: each field's number, type, label, referenced type and
+    oneof, and the nested enums' values (names of nested messages are compared by their own cases)."""
+    fields = {f.name: (f.number, f.type, f.is_repeated, f.has_presence, f.message_type.full_name if f.message_type else None,
+                       f.enum_type.full_name if f.enum_type else None,
+                       f.containing_oneof.name if f.containing_oneof else None) for f in message.fields}
+    enums = {e.name: sorted((v.name, v.number) for v in e.values) for e in message.enum_types}
+    return {"fields": fields, "enums": enums, "nested": sorted(m.name for m in message.nested_types)}
+
+
+def installed_schema(name, installed_pool):
+    try:
+        return schema(installed_pool.FindMessageTypeByName(name))
+    except KeyError:
+        return None
+
+
+@pytest.mark.parametrize("name", [n for n in shipped_message_names() if n.startswith("tensorflow.serving.")])
+def test_shipped_tf_serving_message_is_tf_servings_own_definition(name, installed_pool):
+    from importlib.metadata import version
+
+    theirs = installed_schema(name, installed_pool)
+    if theirs is None:  # not in the wheel: TF Serving's own .proto text (serving/protos/tfserving_src), compiled by protoc
+        from tests.test_tfserving_config import compiled_pool
+
+        theirs = installed_schema(name, compiled_pool())
+    assert theirs is not None, (f"{name}: neither tensorflow-serving-api {version('tensorflow-serving-api')} nor TF "
+                                "Serving's .proto files in serving/protos/tfserving_src define it")
+    assert schema(protos._POOL.FindMessageTypeByName(name)) == theirs
+
+
+def test_shipped_messages_they_import_are_tensorflows_and_protobufs_own_definitions(installed_pool):
+    """TensorProto, SignatureDef, Any... (what TF Serving's messages refer to), all in one test."""
+    others = [n for n in shipped_message_names() if not n.startswith("tensorflow.serving.")]
+    missing = [n for n in others if installed_schema(n, installed_pool) is None]
+    assert not missing, f"not installed to compare with: {missing}"
+    differ = [n for n in others if schema(protos._POOL.FindMessageTypeByName(n)) != installed_schema(n, installed_pool)]
+    assert not differ, differ
 
 
 def test_messages_are_wire_compatible_with_tensorflow_serving_api():

@@ -192,6 +192,7 @@ def _mount_tmpfs(path, size):
         pytest.skip(f"cannot mount tmpfs here: {done.stderr.decode().strip()}")
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_a_full_disk_stops_with_a_message_and_exit_74_and_the_rerun_resumes(two_checkpoint_run, tmp_path):
     # Room for the step-5 checkpoint (the same model as the fixture's), not for a second beside it:

@@ -24,12 +24,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exports(tiny_run, tmp_path_factory):
+def exports(tiny_run, tiny_export, tmp_path_factory):
     from export.run import main
 
-    out = tmp_path_factory.mktemp("served")
-    for _ in range(2):  # versions 1 and 2 of the same generator
-        assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0
+    import shutil
+
+    out = tmp_path_factory.mktemp("served") / "exports"
+    shutil.copytree(tiny_export, out)  # version 1: the session's export of tiny_run
+    assert main(["--run-dir", str(tiny_run), "--output-dir", str(out)]) == 0  # version 2 of the same generator
+    assert sorted(p.name for p in (out / "onnx-models" / "generator").iterdir()) == ["1", "2"]
     return out
 
 
@@ -250,25 +253,33 @@ def test_sigterm_finishes_in_flight_work_on_both_protocols_and_stops_accepting(e
         time.sleep(0.05)
     assert sum(v for k, v in slow.metrics().items() if "in_flight" in k) == 32
     slow.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)  # both listeners close at once
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(slow.url + "/ready", timeout=2)
-    with pytest.raises(grpc.RpcError) as refused:
-        prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{slow.grpc_port}")) \
-            .Predict(predict_pb2.PredictRequest(model_spec={"name": "generator"}), timeout=2)
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    def refused():  # both listeners closed: no new connection on either
+        try:
+            httpx.get(slow.url + "/ready", timeout=2)
+            return False
+        except httpx.ConnectError:
+            pass
+        try:
+            prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{slow.grpc_port}")) \
+                .Predict(predict_pb2.PredictRequest(model_spec={"name": "generator"}), timeout=2)
+        except grpc.RpcError as err:
+            return err.code() == grpc.StatusCode.UNAVAILABLE
+        return False
+
+    deadline = time.monotonic() + 30  # waits for the state, not a fixed 0.3 s; the requests wait 60 s
+    while not refused():
+        assert time.monotonic() < deadline, "the server still accepts connections 30 s after SIGTERM"
+        time.sleep(0.05)
     assert slow.proc.wait(timeout=30) == 0
     for t in threads:
         t.join(timeout=60)
     assert sorted(results) == [("grpc", True)] * 16 + [("rest", True)] * 16
 
 
-def test_conditional_model_over_both_protocols(tiny_conditional_run, tmp_path):
-    from export.run import main
-
-    assert main(["--run-dir", str(tiny_conditional_run), "--output-dir", str(tmp_path), "--model-name", "digits"]) == 0
-    local = OnnxGenerator(tmp_path / "onnx" / "digits.onnx")
-    served = Server(["--model", str(tmp_path / "onnx" / "digits.onnx"), "--no-batching"], tmp_path / "c.log")
+def test_conditional_model_over_both_protocols(tiny_conditional_export, tmp_path):
+    local = OnnxGenerator(tiny_conditional_export / "onnx" / "digits.onnx")
+    served = Server(["--model", str(tiny_conditional_export / "onnx" / "digits.onnx"), "--no-batching"], tmp_path / "c.log")
     try:
         z, labels = z_batch(3), np.array([0, 5, 9], np.int32)
         for protocol, port in (("grpc", served.grpc_port), ("rest", served.rest_port)):

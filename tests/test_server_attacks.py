@@ -4,6 +4,7 @@ overload. Each test asserts what the server answers and that a good request stil
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -251,41 +252,49 @@ def test_a_full_queue_answers_429_and_resource_exhausted(server):
 
 
 def test_work_of_clients_that_left_is_never_computed(server):
+    """Three gRPC calls cancelled and three REST clients that hang up while their rows wait in the
+    queue (3 s for company): once the server has counted them, a later one-row request waits out the
+    batch delay and is computed alone; the six abandoned rows never are. Every step waits for a
+    state the server reports, never for the clock."""
     before = server.metrics()
     request = predict_pb2.PredictRequest(model_spec={"name": "generator"})
     request.inputs["z"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 8), np.float32)))
-    outcomes = []
 
-    def grpc_client():  # waits 3 s for company in the queue: its 0.5 s deadline passes first
-        try:
-            stub(server).Predict(request, timeout=0.5)
-        except grpc.RpcError as err:
-            outcomes.append(err.code())
+    def in_flight(api):
+        return server.metrics().get(f'gan_serving_requests_in_flight{{api="{api}"}}', 0)
 
-    def rest_client():  # and a REST client that hangs up while queued
-        try:
-            httpx.post(server.url + "/v1/models/generator:predict", json={"instances": Z1}, timeout=0.5)
-        except httpx.ReadTimeout:
-            outcomes.append("hung up")
+    def wait_until(condition, what, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.02)
 
-    threads = [threading.Thread(target=f) for f in [grpc_client] * 3 + [rest_client] * 3]  # 6 rows: not a full batch
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert sorted(map(str, outcomes)) == ["StatusCode.DEADLINE_EXCEEDED"] * 3 + ["hung up"] * 3
-    deadline = time.monotonic() + 20
+    calls = [stub(server).Predict.future(request, timeout=60) for _ in range(3)]
+    wait_until(lambda: in_flight("grpc") == 3, "the gRPC calls never reached the queue")
+    body = json.dumps({"instances": Z1}).encode()
+    hanging = []
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", server.rest_port))
+        sock.sendall(b"POST /v1/models/generator:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        hanging.append(sock)
+    wait_until(lambda: in_flight("rest") == 3, "the REST requests never reached the queue")
+    for call in calls:
+        call.cancel()
+    for sock in hanging:
+        sock.close()  # hang up while queued
+    assert all(call.cancelled() for call in calls)
     key = 'gan_serving_requests_total{api="grpc",code="CANCELLED",method="predict"}'
     rest_key = 'gan_serving_requests_total{api="rest",code="499",method="predict"}'
-    while time.monotonic() < deadline:
-        after = server.metrics()
-        if after.get(key, 0) - before.get(key, 0) >= 3 and after.get(rest_key, 0) - before.get(rest_key, 0) >= 3:
-            break
-        time.sleep(0.1)
-    time.sleep(3.5)  # past the 3 s batch delay: a batch would have run by now
+    wait_until(lambda: (lambda after: after.get(key, 0) - before.get(key, 0) >= 3
+                        and after.get(rest_key, 0) - before.get(rest_key, 0) >= 3)(server.metrics()),
+               "the server did not count the abandoned requests")
+    # One row, queued after them: it waits the batch delay and runs alone, so a batch has run since.
+    late = httpx.post(server.url + "/v1/models/generator:predict", json={"instances": Z1}, timeout=60)
+    assert late.status_code == 200
     after = server.metrics()
     assert after.get(key, 0) - before.get(key, 0) == 3
     assert after.get(rest_key, 0) - before.get(rest_key, 0) == 3
-    assert after["gan_serving_batch_size_sum"] == before["gan_serving_batch_size_sum"]  # not one row computed
+    assert after["gan_serving_batch_size_sum"] == before["gan_serving_batch_size_sum"] + 1  # not one abandoned row
     good_requests_succeed(server)
-    assert server.metrics()["gan_serving_batch_size_sum"] == before["gan_serving_batch_size_sum"] + 16
+    assert server.metrics()["gan_serving_batch_size_sum"] == before["gan_serving_batch_size_sum"] + 1 + 16

@@ -299,6 +299,7 @@ def second_run(tiny_run, tmp_path_factory):
     return run
 
 
+@pytest.mark.tier2
 @pytest.mark.slow
 def test_rollout_under_load_has_no_failed_request(tiny_run, second_run, tmp_path):
     exports, config = tmp_path / "exports", tmp_path / "models.config"

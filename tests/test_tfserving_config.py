@@ -1,4 +1,4 @@
-"""TF Serving configs: parsed by TF Serving's own protos (or its documented schema), and consistent."""
+"""TF Serving configs: parsed by TF Serving's own protos where the installed package has them, and consistent."""
 
 import functools
 import re
@@ -11,7 +11,7 @@ from serving.tfserving import config as tfs
 
 
 @functools.cache
-def _compiled_pool() -> descriptor_pool.DescriptorPool:
+def compiled_pool() -> descriptor_pool.DescriptorPool:
     """TF Serving's own session_bundle_config.proto and monitoring_config.proto, compiled here by
     protoc from the .proto text (not read from the descriptors the server ships)."""
     pool = descriptor_pool.DescriptorPool()
@@ -28,7 +28,7 @@ def _compiled_pool() -> descriptor_pool.DescriptorPool:
 def documented_message(name: str):
     """BatchingParameters / MonitoringConfig as TF Serving defines them; tensorflow-serving-api does
     not ship these two messages."""
-    return message_factory.GetMessageClass(_compiled_pool().FindMessageTypeByName(f"tensorflow.serving.{name}"))
+    return message_factory.GetMessageClass(compiled_pool().FindMessageTypeByName(f"tensorflow.serving.{name}"))
 
 
 def test_models_config_parses_as_model_server_config():

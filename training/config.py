@@ -87,9 +87,9 @@ class TrainConfig:
     spectral_norm: bool = _opt(False, "Spectral normalization in the discriminator (always on for resnet).")
     # Optimisation
     batch_size: int = _opt(64, "Global batch size, split evenly across replicas.")
-    epochs: int = _opt(48, "Number of epochs. The default is fixed so one command gives one model everywhere: on "
-                       "mnist-sample ~4-5 min at ~1,000 img/s, ~22 min on a 2-core CPU without AVX-512, less on a "
-                       "GPU; quality still improves at 48 (BENCHMARKS.md), so raise it where time allows.")
+    epochs: int = _opt(64, "Number of epochs. The default is fixed so one command gives one model everywhere: on "
+                       "mnist-sample (5,000 images, 78 steps an epoch) it is measured in BENCHMARKS.md section 0; quality still improves at 64 "
+                       "(BENCHMARKS.md section 0), so raise it where time allows, or bound a run with --max-minutes.")
     steps_per_epoch: int | None = _opt(None, "Steps per epoch. Default: dataset size // batch size.")
     loss: str = _opt("bce", "GAN loss.", choices=LOSSES)
     label_smoothing: float = _opt(0.0, "One-sided label smoothing for real labels (bce only).")
