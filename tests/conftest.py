@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def documentation_text() -> str:
+    """README.md and every docs/*.md page, as one text: what the docs say, wherever a page says it."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return "\n\n".join(page.read_text(encoding="utf-8") for page in pages)
 # The real MNIST test set, when a checkout has ../shared beside it: it only adds checks.
 # GAN_TEST_MNIST_DIR points elsewhere (a missing path shows what a fresh clone runs).
 MNIST_TEST_DIR = Path(os.environ.get("GAN_TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist-test"))
@@ -21,14 +27,16 @@ os.environ.setdefault("GAN_SERVE_CACHE", tempfile.mkdtemp(prefix="gan-serve-test
 
 
 def pytest_collection_modifyitems(config, items):
-    """The second tier (marker `tier2`) runs only when `-m` names it (`python -m pytest -m tier2`), so
-    `python -m pytest` and `python -m pytest -m "not slow"` stay the fast tier."""
-    if "tier2" in (config.option.markexpr or ""):
-        return
-    second = [item for item in items if item.get_closest_marker("tier2")]
-    if second:
-        config.hook.pytest_deselected(items=second)
-        items[:] = [item for item in items if not item.get_closest_marker("tier2")]
+    """The second tier (marker `tier2`) and the TFX tier (marker `tfx`) run only when `-m` names them
+    (`python -m pytest -m tier2`, `-m tfx`), so `python -m pytest` and `python -m pytest -m "not slow"`
+    stay the fast tier."""
+    for tier in ("tier2", "tfx"):
+        if tier in (config.option.markexpr or ""):
+            continue
+        left_out = [item for item in items if item.get_closest_marker(tier)]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker(tier)]
 
 
 @pytest.fixture(scope="session")

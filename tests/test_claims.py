@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import REPO
+from tests.conftest import REPO, documentation_text
 from training.config import RESUMABLE_KEYS
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+README = documentation_text()  # README.md and docs/*.md
 
 
 def _paragraph(text: str, containing: str) -> str:

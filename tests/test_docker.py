@@ -17,7 +17,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from tests.conftest import REPO
+from tests.conftest import REPO, documentation_text
 
 TARGETS = ("train", "tfserving", "onnx-serve", "onnx-serve-gpu")
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -81,7 +81,7 @@ def test_tfserving_image_is_a_released_tag_checked_against_the_export_tensorflow
     assert dockerfile_arg("TF_VERSION") == tf.__version__
     tool = (REPO / "tools" / "check_tfserving_compat.py").read_text()
     assert re.search(rf'"--tf-version", default="{re.escape(serving)}"', tool)
-    readme = (REPO / "README.md").read_text()
+    readme = documentation_text()
     assert set(re.findall(r"tensorflow/serving:([\w.-]+)", readme)) == {serving, f"{serving}-gpu"}
 
 
@@ -90,7 +90,7 @@ def tfserving_start_lines() -> dict[str, str]:
     found = {"Dockerfile ENTRYPOINT": instructions("tfserving", "ENTRYPOINT")[0]}
     service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["tfserving"]
     found["compose tfserving"] = " ".join(service.get("entrypoint") or []) or found["Dockerfile ENTRYPOINT"]
-    commands = re.sub(r"\\\n\s*", " ", (REPO / "README.md").read_text())  # join continued lines
+    commands = re.sub(r"\\\n\s*", " ", documentation_text())  # join continued lines
     for line in commands.splitlines():
         if re.search(r"tensorflow/serving:|tensorflow_model_server", line) and line.lstrip().startswith("docker run"):
             found[f"README: {line.strip()[:60]}"] = line

@@ -24,7 +24,7 @@ import yaml
 from serving import flags, protos, server_config
 from serving.onnx_generator import OnnxGenerator
 from serving.tfserving import config as tfs_config
-from tests.conftest import REPO
+from tests.conftest import REPO, documentation_text
 from tests.server_harness import free_port, wait_until_ready
 
 from tests.tfserving_cases import (G, GRPC_CASES, RELOAD_CONFIG_METHOD, REST_CASES, Z, ReloadConfigRequest,
@@ -180,7 +180,7 @@ def tfserving_command_lines() -> dict[str, list[str]]:
     assert services["onnx-serve"].get("command") == command, "one argument list for both servers"
     lines["docker-compose tfserving"] = entrypoint[1:] + command
     lines["docker-compose onnx-serve"] = command
-    readme = (REPO / "README.md").read_text().replace("\\\n", " ")
+    readme = documentation_text().replace("\\\n", " ")
     for number, line in enumerate(readme.splitlines()):
         if line.lstrip().startswith("docker run") and "tensorflow/serving" in line:
             tokens = shlex.split(line.split("#")[0])
@@ -197,9 +197,12 @@ def test_starts_with_tf_servings_exact_command_lines(mounts, tmp_path):
             continue
         served = Served(remap(args, mounts), tmp_path / "server.log")
         try:
+            # A models.config line serves both versions, labelled; a --model_base_path line (docs/tfx.md) the latest.
+            single = not any(a.startswith("--model_config_file=") for a in args)
             status = httpx.get(served.url + "/v1/models/generator").json()
-            assert [s["state"] for s in status["model_version_status"]] == ["AVAILABLE", "AVAILABLE"], where
-            ok = httpx.post(served.url + "/v1/models/generator/labels/stable:predict", json={"instances": [[0.0] * 8]})
+            assert [s["state"] for s in status["model_version_status"]] == ["AVAILABLE"] * (1 if single else 2), where
+            path = ":predict" if single else "/labels/stable:predict"
+            ok = httpx.post(served.url + "/v1/models/generator" + path, json={"instances": [[0.0] * 8]})
             assert ok.status_code == 200, (where, ok.text)
             if any(a.startswith("--monitoring_config_file") for a in args):
                 text = httpx.get(served.url + "/monitoring/prometheus/metrics").text

@@ -22,7 +22,7 @@ ARCHITECTURES = ("dcgan", "resnet", "mlp")
 UPSAMPLING = ("pixelshuffle", "transposed", "nearest")
 AUGMENTATIONS = ("color", "translation", "cutout")
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
-CLUSTERS = ("auto", "tf-config", "slurm", "indexed-job")
+CLUSTERS = ("auto", "tf-config", "slurm", "indexed-job", "trainjob")
 
 # Keys that may change between a run and its resumption without making it a different run.
 # Learning rates may change too: lowering them and resuming is the usual answer to divergence.
@@ -114,12 +114,15 @@ class TrainConfig:
     deterministic: bool = _opt(False, "TensorFlow op determinism: same seed, bit-identical weights (slower on GPU).")
     steps_per_execution: int = _opt(1, "Train steps run per tf.function call (helps small models).")
     cluster: str = _opt("auto", "Where multi-worker finds its cluster: tf-config (TF_CONFIG), slurm (the job step), "
-                        "indexed-job (a Kubernetes Indexed Job); auto: TF_CONFIG if set, else Slurm if in a step, "
+                        "indexed-job (a Kubernetes Indexed Job), trainjob (a Kubeflow Trainer v2 TrainJob on the plainML "
+                        "runtime); auto: TF_CONFIG if set, else Slurm if in a step, "
                         "else this machine alone.", choices=CLUSTERS)
-    cluster_port: int = _opt(12345, "Workers' port: Slurm tasks on one node count up from it; indexed-job pods all use it.")
+    cluster_port: int = _opt(12345, "Workers' port: Slurm tasks on one node count up from it; indexed-job and "
+                             "trainjob pods all use it.")
     worker_hosts: str | None = _opt(None, "indexed-job: each pod's host name with {index}, e.g. train-{index}.train "
                                           "(Job name, index, headless Service).")
-    num_workers: int | None = _opt(None, "indexed-job: number of pods (the Job's completions).")
+    num_workers: int | None = _opt(None, "indexed-job: number of pods (the Job's completions); trainjob: the "
+                                   "TrainJob's numNodes.")
     preempted_exit_code: int = _opt(0, "Exit status after a preemption checkpoint: 0, or e.g. 143 so a Kubernetes "
                                      "Job/TFJob or a Slurm requeue restarts the workers and they resume.")
     seed: int = _opt(0, "Seed for weights, data order and noise: same seed, same run.")
@@ -175,6 +178,8 @@ class TrainConfig:
         if self.cluster == "indexed-job" and not (self.num_workers and self.worker_hosts and "{index}" in self.worker_hosts):
             raise ConfigError("--cluster indexed-job needs --num-workers N (the Job's completions) and --worker-hosts "
                               "with {index}, e.g. --worker-hosts 'gan-train-{index}.gan-train'.")
+        if self.cluster == "trainjob" and not self.num_workers:
+            raise ConfigError("--cluster trainjob needs --num-workers N, equal to the TrainJob's trainer.numNodes.")
         if self.dataset in ("folder", "idx") and not self.data_dir:
             raise ConfigError(f"--dataset {self.dataset} needs --data-dir pointing at your files.")
         for key in ("ema_kimg", "r1_gamma", "r2_gamma"):

@@ -142,15 +142,20 @@ def load_idx(data_dir: str | os.PathLike) -> ImageData:
 def _load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side))
-            image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
-            array = np.asarray(image, dtype=np.uint8)
+            return fit_image(image, image_size, channels)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"Cannot read image {path} ({err}). Remove or replace the file.") from None
-    return array.reshape(image_size, image_size, channels)
+
+
+def fit_image(image: Image.Image, image_size: int, channels: int) -> np.ndarray:
+    """A folder image as training sees it: center-cropped square, bicubic to `image_size`, `channels`
+    (the TFX pipeline's quality gate shapes its held-out images the same way)."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8).reshape(image_size, image_size, channels)
 
 
 def load_folder(data_dir: str | os.PathLike, image_size: int, channels: int, labelled: bool | None) -> ImageData:

@@ -3,8 +3,9 @@
 `auto` picks what a user would: MirroredStrategy over several local GPUs, OneDeviceStrategy on one,
 the default strategy on CPU. Past one machine, `multi-worker` is TensorFlow's own
 MultiWorkerMirroredStrategy, and TensorFlow's own cluster resolvers say where the other workers are:
-TF_CONFIG (written by hand or by Kubeflow's TFJob), a Slurm job step, or a Kubernetes Indexed Job
-(whose TF_CONFIG is built here from the pod's completion index, the same way in every pod).
+TF_CONFIG (written by hand or by Kubeflow's legacy TFJob), a Slurm job step, a Kubernetes Indexed Job,
+or a Kubeflow Trainer v2 TrainJob on the plainML runtime (for the last two TF_CONFIG is built here from
+the pod's completion index, the same way in every pod: neither sets it).
 """
 
 from __future__ import annotations
@@ -62,7 +63,32 @@ def cluster_resolver(cluster: str = "auto", port: int = 12345, worker_hosts: str
                               "of a Job with completionMode: Indexed.")
         os.environ["TF_CONFIG"] = json.dumps(indexed_job_tf_config(int(index), worker_hosts, num_workers, port))
         return _tf_config_resolver()
+    if cluster == "trainjob":
+        os.environ["TF_CONFIG"] = json.dumps(trainjob_tf_config(os.environ, num_workers, port))
+        return _tf_config_resolver()
     return None
+
+
+# A TrainJob's pods are those of a JobSet named after it, whose trainer replicated job is "node":
+# <jobset>-<replicatedJob>-<jobIndex>-<podIndex>.<jobset>, the address Trainer's own torch and JAX
+# plugins give their rank-0 pod. One Job ("-0-"), numNodes pods.
+TRAINJOB_HOSTS = "{name}-node-0-{{index}}.{name}"
+
+
+def trainjob_tf_config(environ, num_workers: int, port: int) -> dict:
+    """TF_CONFIG for a pod of a Kubeflow Trainer v2 TrainJob on the plainML runtime.
+
+    plainML sets no TF_CONFIG (Trainer v2 dropped its TensorFlow plugin, kubeflow/trainer#2699) and no
+    rank variables (the PET_* ones are the torch plugin's). What a pod does have: JOB_COMPLETION_INDEX,
+    which Kubernetes sets in every pod of the JobSet's Indexed Job, and TRAIN_JOB_NAME, which our
+    ClusterTrainingRuntime sets from the pod's jobset.sigs.k8s.io/jobset-name label (as Trainer's own
+    runtimes do). The number of pods is not in the environment, so it comes as --num-workers.
+    """
+    index, name = environ.get("JOB_COMPLETION_INDEX"), environ.get("TRAIN_JOB_NAME")
+    if index is None or not index.isdigit() or not name:
+        raise ConfigError("--cluster trainjob needs JOB_COMPLETION_INDEX and TRAIN_JOB_NAME in the environment, "
+                          "which the gan-train-plainml ClusterTrainingRuntime sets (deploy/kubernetes/training/trainjob.yaml).")
+    return indexed_job_tf_config(int(index), TRAINJOB_HOSTS.format(name=name), num_workers, port)
 
 
 def indexed_job_tf_config(index: int, worker_hosts: str, num_workers: int, port: int) -> dict:
@@ -70,7 +96,7 @@ def indexed_job_tf_config(index: int, worker_hosts: str, num_workers: int, port:
     (the pod host name `<job>-<i>` under a headless Service given as the pods' subdomain)."""
     if not 0 <= index < num_workers:
         raise ConfigError(f"JOB_COMPLETION_INDEX {index} is outside --num-workers {num_workers}: "
-                          "set --num-workers to the Job's completions.")
+                          "set --num-workers to the Job's completions (a TrainJob's numNodes).")
     workers = [f"{worker_hosts.format(index=i)}:{port}" for i in range(num_workers)]
     return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
 
@@ -85,8 +111,8 @@ def _tf_config_resolver() -> resolvers.TFConfigClusterResolver:
         resolver = resolvers.TFConfigClusterResolver()
         resolver.cluster_spec()
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({err}); see the README's "
-                          "'Many machines' for its shape.") from None
+        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({err}); see "
+                          "docs/clusters.md, 'Many machines', for its shape.") from None
     return resolver
 
 

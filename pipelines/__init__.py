@@ -1,0 +1,1 @@
+"""Orchestrated pipelines around the product: `pipelines.tfx` runs it under TFX (its own environment)."""
