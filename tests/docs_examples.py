@@ -35,6 +35,8 @@ from sybil.parsers.markdown import CodeBlockParser, SkipParser
 from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer
 from sybil.region import Region
 
+from tests.conftest import has_real_mnist, write_mnist_sample_as_idx
+
 REPO = Path(__file__).resolve().parents[1]
 SHELLS = ("bash", "sh", "shell")
 BLOCK_TIMEOUT = 1800
@@ -86,8 +88,12 @@ def sandbox(namespace: dict) -> Path:
                 (root / entry.name).symlink_to(entry)
         if not (root / ".venv-tfx").is_symlink():  # made by a block of the page (docs/tfx.md's setup command)
             (root / ".venv-tfx").symlink_to(REPO / ".venv-tfx")
-        if (REPO.parent / "shared").is_dir():  # ../shared/data/mnist-test, as beside the checkout
+        if has_real_mnist():  # ../shared/data/mnist-test, as beside the checkout
             (root.parent / "shared").symlink_to(REPO.parent / "shared")
+        else:  # a clone with no ../shared: the blocks' held-out set is the shipped sample, as idx files
+            held_out = root.parent / "shared" / "data" / "mnist-test"
+            held_out.mkdir(parents=True)
+            write_mnist_sample_as_idx(held_out)
         namespace[SANDBOX] = root
         namespace[PORTS] = page_ports()
     return namespace[SANDBOX]
