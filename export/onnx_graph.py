@@ -75,9 +75,11 @@ def _fold_one(g: _Graph, shuffle: onnx.NodeProto) -> bool:
     repeats = int(attrs["blocksize"]) ** 2
     channels = weight.shape[0] // repeats
     scale, shift, relu, last = np.ones(channels, np.float32), np.zeros(channels, np.float32), False, shuffle
+    chain = []  # the nodes folded away, in order
     while (node := g.only_consumer(last.output[0])) is not None and not relu:
         if node.op_type == "Relu":
             relu, last = True, node
+            chain.append(node)
             continue
         if node.op_type not in ("Mul", "Add") or len(node.input) != 2:
             break
@@ -90,6 +92,7 @@ def _fold_one(g: _Graph, shuffle: onnx.NodeProto) -> bool:
         else:
             shift = shift + vector
         last = node
+        chain.append(node)
     if last is shuffle:
         return False
     # DepthToSpace (DCR) takes input channel k to output channel k % channels: tile per output channel.
@@ -100,11 +103,6 @@ def _fold_one(g: _Graph, shuffle: onnx.NodeProto) -> bool:
                    g.replace_initializer(conv.input[2] if len(conv.input) > 2 else f"{conv.name}_bias", new_bias)]
     del conv.input[:]
     conv.input.extend(conv_inputs)
-    chain = []
-    node = shuffle
-    while node is not last:
-        node = g.only_consumer(node.output[0])
-        chain.append(node)
     final_output = last.output[0]
     for node in chain:
         g.graph.node.remove(node)
