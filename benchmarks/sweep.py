@@ -34,7 +34,8 @@ HELD_OUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test
 # min(0.999, (1+t)/(10+t)) kept the half-life near 0.08 x the images seen, which ramp-up 0.08 reproduces.
 RECIPE_KEYS = {"width": 32, "upsampling": "pixelshuffle", "batch_size": 64, "loss": "bce", "beta_1": 0.5,
                "d_lr": 8e-4, "g_lr": 8e-4, "ema_kimg": 10.0, "ema_rampup": 0.05, "diffaugment": "",
-               "spectral_norm": False, "r1_gamma": 0.0, "r2_gamma": 0.0, "r1_every": 16}
+               "spectral_norm": False, "r1_gamma": 0.0, "r2_gamma": 0.0, "r1_every": 16, "lr_decay": "none",
+               "lr_final": 0.0}
 OLD_RECIPE = {**RECIPE_KEYS, "upsampling": "transposed", "ema_kimg": 44.0, "ema_rampup": 0.08,
               "d_lr": 2e-4, "g_lr": 2e-4}  # the default until 0161dac
 WIDE_RECIPE = dict(RECIPE_KEYS)  # the default from 0161dac to 8e4c2f1: chosen by quality per step
@@ -72,6 +73,11 @@ VARIANTS = {
     "width 16, bce + R1 + R2 0.05 every 8": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce",
                                              "r1_every": 8},
     "width 16, rpgan + R1 + R2 0.05 every 8": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "r1_every": 8},
+    # Decay runs over the run's steps: compare them with --steps (equal steps at equal step cost is
+    # equal wall clock); under --minutes their horizon is --epochs, which the sweep sets out of reach.
+    "width 16, cosine decay": {**WIDE_RECIPE, "width": 16, "lr_decay": "cosine"},
+    "width 16, cosine decay to 0.2": {**WIDE_RECIPE, "width": 16, "lr_decay": "cosine", "lr_final": 0.2},
+    "width 16, linear decay": {**WIDE_RECIPE, "width": 16, "lr_decay": "linear"},
 }
 
 

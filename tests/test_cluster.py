@@ -451,13 +451,14 @@ with sigterm.noted():
     if sys.argv[2] == "reassert":
         sigterm.reassert()
     os.kill(os.getpid(), signal.SIGTERM)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 3  # noted within milliseconds when it is noted at all
     while not sigterm.requested() and time.monotonic() < deadline:
         time.sleep(0.05)
     print("noted" if sigterm.requested() else "lost", flush=True)
 """
 
 
+@pytest.mark.tier2
 def test_a_sigterm_after_the_multi_worker_runtime_started_is_still_noted():
     """TensorFlow's multi-worker runtime installs its own SIGTERM handler in C when the strategy
     starts (Python's `signal.getsignal` cannot see it): without `sigterm.reassert()` a preempted

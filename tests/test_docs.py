@@ -4,6 +4,7 @@ that says why it cannot run here (Docker, kubectl, a GPU, the network). See test
 
 from __future__ import annotations
 
+import ast
 import re
 import unittest
 
@@ -11,7 +12,8 @@ import pytest
 
 from tests.docs_examples import REPO, documentation, pages, teardown
 
-# Pages whose blocks train or export (tiny settings still take a minute or more on 2 cores).
+# Pages whose blocks train, export or score: one process per command as written, a minute or more
+# each on 2 cores, so they run in the second tier (pytest -m tier2); the checks below stay fast.
 SLOW_PAGES = {"docs/training.md", "docs/evaluation.md", "docs/export.md", "docs/serving-onnxruntime.md",
               "docs/serving-tfserving.md"}
 # Fenced-block languages that are not run: data, config and output. Anything else must be runnable.
@@ -25,7 +27,7 @@ TFX_PAGES = {"docs/tfx.md"}
 
 def page_param(page):
     name = str(page.relative_to(REPO))
-    marks = [pytest.mark.slow] if name in SLOW_PAGES else [pytest.mark.tfx] if name in TFX_PAGES else []
+    marks = [pytest.mark.slow, pytest.mark.tier2] if name in SLOW_PAGES else [pytest.mark.tfx] if name in TFX_PAGES else []
     return pytest.param(page, id=name, marks=marks)
 
 
@@ -59,3 +61,16 @@ def test_every_code_block_is_tagged_runnable_or_data():
 def test_the_skip_markup_always_gives_a_reason():
     bare = [f"{p.name}: {m}" for p in pages() for m in re.findall(r"<!--\s*skip:\s*next\s*-->", p.read_text())]
     assert not bare, f'say why a block cannot run here: <!-- skip: next "reason" --> ({bare})'
+
+
+def test_every_tiny_replacement_still_occurs_in_its_block():
+    """The fast tier's check of what running a page checks first: a `<!-- tiny: ... -->` whose text
+    left the block it patches would make the page run something other than what it shows."""
+    tiny = re.compile(r"<!--\s*tiny:\s*(\{.*?\})\s*-->\s*```+[\w+-]*\n(.*?)```", re.DOTALL)
+    stale, checked = [], 0
+    for page in pages():
+        for replacements, block in tiny.findall(page.read_text()):
+            checked += 1
+            stale += [f"{page.name}: {original!r}" for original in ast.literal_eval(replacements) if original not in block]
+    assert checked >= 10, f"found only {checked} tiny: comments: is the pattern still right?"
+    assert not stale, f"update these tiny: comments with their blocks: {stale}"

@@ -35,6 +35,43 @@ def test_the_classifier_reads_held_out_digits_of_the_sample(mnist_evaluator):
     assert classifier.accuracy >= 0.97, classifier.describe()
 
 
+def test_mnist_sample_is_scored_in_the_shipped_classifier_and_it_is_current(mnist_evaluator):
+    """The package ships the mnist-sample classifier (same features on every machine, no training on
+    first use). If the data, the recipe or its version changes, its cache key moves and this fails."""
+    from metrics.classifier import SHIPPED_DIR
+
+    shipped = sorted(p.name for p in SHIPPED_DIR.glob("*.onnx"))
+    assert mnist_evaluator.classifier.path.parent == SHIPPED_DIR, (
+        f"the shipped classifier {shipped} is stale (the evaluator wants {mnist_evaluator.classifier.path.name}): "
+        "run python -m metrics.classifier --ship, delete the old files and commit the new ones")
+    assert shipped == [mnist_evaluator.classifier.path.name], f"only the current classifier is shipped: {shipped}"
+    trained = mnist_evaluator.classifier.meta["trained"]
+    assert trained["command"] == "python -m metrics.classifier --ship" and trained["cpu"]
+
+
+@pytest.mark.tier2
+def test_training_the_shipped_classifier_again_gives_the_same_scores(tmp_path, sample_data):
+    """Retrained from scratch (on this machine's CPU, so not bit for bit): the same held-out
+    accuracy within a point, and the same FIDs within 10% for disturbances big and small."""
+    from metrics.classifier import SHIPPED_DIR, DomainClassifier, ship
+    from metrics.frechet import fid
+
+    retrained = ship(tmp_path)
+    shipped = SHIPPED_DIR / retrained.name
+    assert shipped.is_file(), "the retrained classifier's key differs from the shipped one's"
+    meta = json.loads(retrained.with_suffix(".json").read_text())
+    classifiers = [DomainClassifier(path, json.loads(path.with_suffix(".json").read_text()))
+                   for path in (shipped, retrained)]
+    assert abs(meta["held_out_accuracy"] - classifiers[0].accuracy) <= 0.01
+    images, _ = sample_data
+    rng = np.random.default_rng(0)
+    reference, real = to_unit_range(images[:2500]), images[2500:]
+    for level in (0.1, 0.4):
+        disturbed = _gaussian_noise(real, level, rng)
+        fids = [fid(c.features(reference), c.features(disturbed)) for c in classifiers]
+        assert fids[1] == pytest.approx(fids[0], rel=0.10), (level, fids)
+
+
 @pytest.mark.skipif(not has_real_mnist(), reason=f"the real MNIST test set is not at {MNIST_TEST_DIR} (a fresh clone "
                     "has no ../shared): the mnist-sample fallback trained this classifier, so it could not fail")
 def test_the_classifier_reaches_98_5_percent_on_the_real_mnist_test_set(mnist_evaluator):
@@ -100,6 +137,7 @@ def test_fid_rises_monotonically_as_classes_are_dropped(mnist_evaluator, sample_
 
 
 def test_scores_come_with_warnings_when_they_should_not_be_trusted(mnist_evaluator, sample_data):
+    from metrics.classifier import Recipe
     from metrics.evaluator import Evaluator
 
     images, labels = sample_data  # the classifier's data stays as shipped, so its cached copy is reused
@@ -113,7 +151,8 @@ def test_scores_come_with_warnings_when_they_should_not_be_trusted(mnist_evaluat
     assert enough["warnings"] == [] and enough["reference"] == "held-out"
     # Labels that mean nothing: the classifier cannot learn them, and the scores say so.
     few_images, shuffled = images[order[:400]], np.random.default_rng(0).permutation(labels[order[:400]])
-    weak = Evaluator(few_images, shuffled, num_samples=100).score(to_unit_range(few_images[:100]))
+    # (5 epochs: random labels are no easier to generalise from with 30, and it takes a sixth of the time)
+    weak = Evaluator(few_images, shuffled, num_samples=100, recipe=Recipe(epochs=5)).score(to_unit_range(few_images[:100]))
     assert weak["classifier"]["held_out_accuracy"] < 0.5
     assert any("accurate on held-out data" in w for w in weak["warnings"])
 

@@ -22,6 +22,7 @@ def harness(tmp_path_factory):
     small, held_out = sample_idx(root / "small", slice(0, 320)), sample_idx(root / "held-out", slice(320, 520))
     flags = [*TINY, "--dataset", "idx", "--data-dir", str(small), "--seed", "3",
              "--diffaugment", "translation,cutout,color", "--spectral-norm", "--r1-gamma", "1", "--r1-every", "3",
+             "--r2-gamma", "1", "--lr-decay", "cosine", "--lr-final", "0.1",
              "--steps-per-epoch", str(STEPS_PER_EPOCH), "--epochs", str(EPOCHS), "--checkpoint-every", "100",
              "--deterministic", "--eval-every", "1", "--eval-reference-dir", str(held_out), "--eval-samples", "64"]
     result = run_python(str(REPO / "tests" / "resume_harness.py"), str(root / "runs"), str(STOP_AT), *flags,

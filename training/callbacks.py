@@ -7,6 +7,7 @@ skip it).
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -49,6 +50,42 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["img_per_s"] = self.rate()
+
+
+def decay_factor(kind: str, progress: float, final: float) -> float:
+    """The learning-rate multiplier at `progress` (0 at the first step, 1 at the last) of a run."""
+    progress = min(max(progress, 0.0), 1.0)
+    if kind == "cosine":
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if kind == "linear":
+        return 1.0 - (1.0 - final) * progress
+    return 1.0
+
+
+class LearningRateDecay(keras.callbacks.Callback):
+    """Sets both optimizers' rates before each step from the global step alone (`decay_factor` of
+    step / total_steps): a resumed run continues the same curve, and every worker computes the same
+    rate. Each epoch's logs carry the generator's rate as `g_lr`."""
+
+    def __init__(self, kind: str, total_steps: int, d_lr: float, g_lr: float, final: float):
+        super().__init__()
+        self.kind, self.total_steps, self.final = kind, max(total_steps - 1, 1), final
+        self.rates = {"d_optimizer": d_lr, "g_optimizer": g_lr}
+
+    def on_train_begin(self, logs=None):
+        self._step = self.model.step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        factor = decay_factor(self.kind, self._step / self.total_steps, self.final)
+        for name, rate in self.rates.items():
+            getattr(self.model, name).learning_rate.assign(rate * factor)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += int(getattr(self.model, "steps_per_execution", 1) or 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["g_lr"] = float(read_scalar(self.model.g_optimizer.learning_rate))
 
 
 class SampleGrid(keras.callbacks.Callback):

@@ -21,6 +21,7 @@ LOSSES = ("bce", "rpgan", "wgan-gp", "hinge")
 ARCHITECTURES = ("dcgan", "resnet", "mlp")
 UPSAMPLING = ("pixelshuffle", "transposed", "nearest")
 AUGMENTATIONS = ("color", "translation", "cutout")
+LR_DECAYS = ("none", "cosine", "linear")
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
 CLUSTERS = ("auto", "tf-config", "slurm", "indexed-job", "trainjob")
 
@@ -97,6 +98,11 @@ class TrainConfig:
     d_steps: int | None = _opt(None, "Discriminator steps per generator step. Default: 5 for wgan-gp, else 1.")
     d_lr: float = _opt(8e-4, "Discriminator learning rate (Adam). 8e-4 beat 2e-4, 4e-4 and 1.2e-3 in BENCHMARKS.md's sweep.")
     g_lr: float = _opt(8e-4, "Generator learning rate (Adam); the EMA generator smooths what a high rate makes noisy.")
+    lr_decay: str = _opt("none", "Decay both learning rates over the run's steps (--epochs x steps per epoch), as a "
+                         "function of the step alone so a resumed run follows the same curve: cosine or linear, down "
+                         "to --lr-final x the rate at the last step; none keeps them constant. --max-minutes does not "
+                         "shorten the curve: set --epochs to what fits.", choices=LR_DECAYS)
+    lr_final: float = _opt(0.0, "With --lr-decay: the rates at the last step, as a fraction of --d-lr and --g-lr.")
     beta_1: float = _opt(0.5, "Adam beta_1 for both optimizers.")
     beta_2: float = _opt(0.999, "Adam beta_2 for both optimizers.")
     ema_kimg: float = _opt(10.0, "Generator EMA half-life in thousands of images; 0 disables EMA. The EMA generator "
@@ -198,6 +204,10 @@ class TrainConfig:
                               f"{', '.join(AUGMENTATIONS)} (e.g. --diffaugment translation,cutout), or none.")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}.")
+        if self.lr_decay not in LR_DECAYS:
+            raise ConfigError(f"Unknown --lr-decay {self.lr_decay!r}. Choose one of: {', '.join(LR_DECAYS)}.")
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise ConfigError(f"--lr-final is a fraction of the learning rates: 0 to 1, got {self.lr_final}.")
         for key in ("d_lr", "g_lr"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"--{_flag(key)} must be positive, got {getattr(self, key)}.")

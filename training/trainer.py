@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 
-from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, SampleGrid, Throughput, TimeBudget,
+from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, LearningRateDecay, SampleGrid, Throughput, TimeBudget,
                                 tensorboard_callbacks)
 from training.config import ConfigError, TrainConfig, absolute_path
 from training.data import ImageData, load_data, load_held_out, make_pipeline
@@ -263,6 +263,9 @@ def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: Ru
     # Multi-worker: the guard stops all workers at one agreed step, for SIGTERM and the chief's budget.
     preemption = PreemptionGuard(checkpoint.save, agree, budget if agree else None, chief)
     ordered = [Throughput(config.batch_size), DivergenceGuard(lambda: checkpoint.last_saved)]
+    if config.lr_decay != "none":  # first, so that the epoch's logs carry the rate the writers record
+        ordered.insert(0, LearningRateDecay(config.lr_decay, steps_per_epoch * config.epochs, config.d_lr,
+                                            config.g_lr, config.lr_final))
     if chief:
         inputs, rows = sample_inputs(config.latent_dim, config.num_samples, gan.num_classes, config.seed)
         tensorboard, writer = tensorboard_callbacks(run.tensorboard_dir)
