@@ -70,6 +70,7 @@ VARIANTS = {
     "width 16, lr 1.2e-3": {**WIDE_RECIPE, "width": 16, "d_lr": 1.2e-3, "g_lr": 1.2e-3},
     "width 16, lr 5e-4": {**WIDE_RECIPE, "width": 16, "d_lr": 5e-4, "g_lr": 5e-4},
     "width 16, EMA 5 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 5.0},
+    "width 16, EMA 20 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 20.0},
     "width 16, bce + R1 + R2 0.05 every 8": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce",
                                              "r1_every": 8},
     "width 16, rpgan + R1 + R2 0.05 every 8": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "r1_every": 8},
@@ -160,7 +161,8 @@ def main(argv=None):
     budget.add_argument("--minutes", type=float, help="Wall-clock training budget per run (equal time): what a user "
                         "pays for. Run on an otherwise idle machine.")
     parser.add_argument("--seeds", default="0", help="Comma list of seeds; each variant runs once per seed.")
-    parser.add_argument("--only", help="Variant names (prefixes) to run, separated by | (names hold commas); default all.")
+    parser.add_argument("--only", help="Variant names to run, separated by | (names hold commas): an exact name picks that variant, "
+                        "anything else is a prefix; default all.")
     parser.add_argument("--num-samples", type=int, default=10_000)
     parser.add_argument("--list", action="store_true", help="List the variants and exit.")
     parser.add_argument("--speed", action="store_true", help="Measure train-step throughput side by side instead.")
@@ -169,7 +171,8 @@ def main(argv=None):
     names = list(VARIANTS)
     if args.only:
         wanted = [w.strip() for w in args.only.split("|")]
-        names = [n for n in names if any(n.startswith(w) for w in wanted)]
+        # An exact name picks that variant alone ("width 16"); anything else is a prefix.
+        names = [n for n in names if any(n == w or (w not in VARIANTS and n.startswith(w)) for w in wanted)]
     if args.list:
         print("\n".join(f"{n}: {VARIANTS[n]}" for n in names))
         return

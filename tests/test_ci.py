@@ -36,4 +36,4 @@ def test_ci_installs_the_lock_fails_on_conflicts_and_runs_both_tiers():
     assert "python -m pip install --quiet -r requirements/lock.txt" in commands
     assert "python -m pip install --quiet --no-deps -e ." in commands
     assert "python -m pip check" in commands and "|| true" not in script
-    assert commands.index("python -m pytest") < commands.index("python -m pytest -m tier2")
+    assert commands.index("python -m pytest -n auto") < commands.index("python -m pytest -m tier2")

@@ -2,6 +2,7 @@
 
 import functools
 import re
+from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
@@ -65,27 +66,36 @@ def test_committed_files_are_the_generated_defaults():
     assert (tfs.HERE / "monitoring.config").read_text() == tfs.monitoring_config()
 
 
-def test_write_deployment_names_the_exported_base_path(tiny_export, capsys):
+@pytest.fixture
+def export_dir(tiny_export, tmp_path):
+    """A copy of the session's export: these tests write TF Serving configs into it, which would
+    change what the tests reading the shared export see, depending on the order they run in."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_export, tmp_path / "exports"))
+
+
+def test_write_deployment_names_the_exported_base_path(export_dir, capsys):
     from tensorflow_serving.config import model_server_config_pb2
 
-    assert tfs.main(["--export-dir", str(tiny_export), "--stable", "1"]) == 0
-    text = (tiny_export / "tfserving" / "models.config").read_text()
+    assert tfs.main(["--export-dir", str(export_dir), "--stable", "1"]) == 0
+    text = (export_dir / "tfserving" / "models.config").read_text()
     parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     assert parsed.model_config_list.config[0].base_path == "/models/generator"
-    assert (tiny_export / "tfserving" / "generator" / "1" / "saved_model.pb").is_file()
-    assert tfs.main(["--export-dir", str(tiny_export), "--canary", "9"]) == 2
+    assert (export_dir / "tfserving" / "generator" / "1" / "saved_model.pb").is_file()
+    assert tfs.main(["--export-dir", str(export_dir), "--canary", "9"]) == 2
     assert "not exported: {'canary': 9}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ['gen"erator', "gen\nerator", 'a" } config { name: "b'])
-def test_model_names_are_escaped_by_text_format_and_refused_by_the_cli(name, tiny_export, capsys):
+def test_model_names_are_escaped_by_text_format_and_refused_by_the_cli(name, export_dir, capsys):
     from tensorflow_serving.config import model_server_config_pb2
 
     parsed = text_format.Parse(tfs.models_config(name, f"/models/{name}", {"stable": 1}),
                                model_server_config_pb2.ModelServerConfig())
     (model,) = parsed.model_config_list.config  # a quote or newline cannot add or break a config entry
     assert model.name == name and model.base_path == f"/models/{name}"
-    assert tfs.main(["--export-dir", str(tiny_export), "--model-name", name, "--stable", "1"]) == 2
+    assert tfs.main(["--export-dir", str(export_dir), "--model-name", name, "--stable", "1"]) == 2
     assert "is not a model export.run can write" in capsys.readouterr().err
 
 
@@ -98,18 +108,18 @@ def test_models_config_needs_no_tensorflow():
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
 
-def test_batch_threads_are_one_per_core_of_the_serving_host(tiny_export):
+def test_batch_threads_are_one_per_core_of_the_serving_host(export_dir):
     import os
 
     def threads(text):
         return text_format.Parse(text, documented_message("BatchingParameters")()).num_batch_threads.value
 
     assert threads((tfs.HERE / "batching_parameters_cpu.txt").read_text()) == tfs.COMMITTED_BATCH_THREADS == 4
-    assert tfs.main(["--export-dir", str(tiny_export)]) == 0
-    assert threads((tiny_export / "tfserving" / "batching_parameters.txt").read_text()) == os.cpu_count()
-    assert tfs.main(["--export-dir", str(tiny_export), "--num-batch-threads", "3", "--device", "gpu"]) == 0
-    assert threads((tiny_export / "tfserving" / "batching_parameters.txt").read_text()) == 3
-    assert tfs.main(["--export-dir", str(tiny_export), "--num-batch-threads", "0"]) == 2
+    assert tfs.main(["--export-dir", str(export_dir)]) == 0
+    assert threads((export_dir / "tfserving" / "batching_parameters.txt").read_text()) == os.cpu_count()
+    assert tfs.main(["--export-dir", str(export_dir), "--num-batch-threads", "3", "--device", "gpu"]) == 0
+    assert threads((export_dir / "tfserving" / "batching_parameters.txt").read_text()) == 3
+    assert tfs.main(["--export-dir", str(export_dir), "--num-batch-threads", "0"]) == 2
 
 
 # -- issue 22, item 7: every field TF Serving defines ------------------------------------------------
