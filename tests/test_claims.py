@@ -33,3 +33,13 @@ def test_benchmark_results_are_not_ignored_by_git():
 def test_the_readme_calls_the_inception_fid_what_it_is():
     assert "standard Inception FID" not in README
     assert "not comparable with published FIDs" in README
+
+
+def test_the_sweeps_default_row_is_the_default_recipe():
+    """BENCHMARKS.md's tables name the default by its sweep row: that row must be TrainConfig's defaults."""
+    from benchmarks.sweep import DEFAULT, VARIANTS
+    from training.config import TrainConfig
+
+    defaults = TrainConfig()
+    differs = {k: (v, getattr(defaults, k)) for k, v in VARIANTS[DEFAULT].items() if getattr(defaults, k) != v}
+    assert not differs, f"the sweep's {DEFAULT!r} row differs from TrainConfig's defaults: {differs}"

@@ -103,16 +103,19 @@ class TrainConfig:
                          "to --lr-final x the rate at the last step; none keeps them constant. --max-minutes does not "
                          "shorten the curve: set --epochs to what fits.", choices=LR_DECAYS)
     lr_final: float = _opt(0.0, "With --lr-decay: the rates at the last step, as a fraction of --d-lr and --g-lr.")
-    beta_1: float = _opt(0.5, "Adam beta_1 for both optimizers.")
+    beta_1: float = _opt(0.0, "Adam beta_1 for both optimizers (0, no momentum: R3GAN's setting, part of the default "
+                         "recipe with the R1 and R2 penalties; 0.5 was the default before).")
     beta_2: float = _opt(0.999, "Adam beta_2 for both optimizers.")
     ema_kimg: float = _opt(10.0, "Generator EMA half-life in thousands of images; 0 disables EMA. The EMA generator "
                            "(BatchNorm re-estimated for its weights) is what is sampled, saved and exported.")
     ema_rampup: float | None = _opt(0.05, "EMA ramp-up: half-life at most this fraction of the images seen (StyleGAN2-ADA).")
     diffaugment: str = _opt("", "DiffAugment policy for real and fake images: a comma list of color, translation, cutout.")
-    r1_gamma: float = _opt(0.0, "R1 penalty weight gamma (gamma/2 * |grad D(real)|^2); 0 disables.")
-    r2_gamma: float = _opt(0.0, "R2 penalty weight: R1's zero-centred penalty on fake images (R3GAN pairs it with "
-                           "--loss rpgan and R1); 0 disables.")
-    r1_every: int = _opt(16, "Apply R1 and R2 lazily every N steps (scaled by N); 1: every step.")
+    r1_gamma: float = _opt(0.05, "R1 penalty weight gamma (gamma/2 * |grad D(real)|^2); 0 disables. With --r2-gamma "
+                           "and --r1-every 8 the default: better FID at equal wall clock (BENCHMARKS.md section 0).")
+    r2_gamma: float = _opt(0.05, "R2 penalty weight: R1's zero-centred penalty on fake images (R3GAN pairs it with "
+                           "R1); 0 disables.")
+    r1_every: int = _opt(8, "Apply R1 and R2 lazily every N steps (scaled by N); 1: every step. Every 8 adds ~4 percent "
+                         "to the step time; every step, ~19 percent.")
     # Execution
     strategy: str = _opt("auto", "tf.distribute strategy (auto: mirrored on >1 GPU, one-device on 1 GPU, default on CPU).", choices=STRATEGIES)
     jit_compile: bool = _opt(False, "Compile the train step with XLA.")
