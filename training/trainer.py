@@ -16,8 +16,8 @@ from pathlib import Path
 
 import keras
 
-from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, LearningRateDecay, SampleGrid, Throughput, TimeBudget,
-                                tensorboard_callbacks)
+from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, LearningRateDecay, SampleGrid, Throughput,
+                                TimeBudget, tensorboard_callbacks)
 from training.config import ConfigError, TrainConfig, absolute_path
 from training.data import ImageData, load_data, load_held_out, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
@@ -250,6 +250,7 @@ def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: Ru
                    steps_per_epoch: int, chief: bool, agree=None) -> TrainingCallbacks:
     """The callbacks, in the order Keras runs them at each step and epoch end:
 
+    0. (--lr-decay) LearningRateDecay sets the step's rates, and logs the epoch's `g_lr`;
     1. Throughput      adds img/s to the logs before anything reads them;
     2. DivergenceGuard raises on a NaN/Inf loss before anything is written from it;
     3. (chief) Evaluation, SampleGrid, TensorBoard, HistoryWriter: the epoch's records, which read
