@@ -1,18 +1,21 @@
 """Sample grids: a batch of images in [-1, 1] tiled into one PNG, like the seeds' `save_imgs`.
 
-Only numpy and Pillow (it lives in `common/`, which never imports TensorFlow).
+Only numpy and the standard library (it lives in `common/`, which never imports TensorFlow, and the
+server's `serve` extra, which has no Pillow, encodes its samples page's PNGs here too).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image
 
 from common.atomic import write_bytes_atomic
+
+COLOR_TYPE = {1: 0, 3: 2}  # channels -> PNG colour type: greyscale, truecolour
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -35,11 +38,21 @@ def tile(images: np.ndarray, rows: int | None = None, padding: int = 1) -> np.nd
     return grid
 
 
-def encode_png(grid: np.ndarray) -> bytes:
-    mode = "L" if grid.shape[-1] == 1 else "RGB"
-    buffer = io.BytesIO()
-    Image.fromarray(grid[..., 0] if mode == "L" else grid, mode=mode).save(buffer, format="PNG")
-    return buffer.getvalue()
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def encode_png(image: np.ndarray, level: int = 6) -> bytes:
+    """A uint8 [H, W] or [H, W, 1|3] array as PNG bytes (each row with filter type 0, none)."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in COLOR_TYPE:
+        raise ValueError(f"encode_png takes uint8 [H, W, 1 or 3], got {image.dtype} {list(image.shape)}")
+    height, width, channels = image.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, width * channels)], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 8, COLOR_TYPE[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
+            + _chunk(b"IEND", b""))
 
 
 def save_grid(images: np.ndarray, path: str | os.PathLike, rows: int | None = None) -> np.ndarray:

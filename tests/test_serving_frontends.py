@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from serving import png, protos, validation
+from common.grid import encode_png
+from serving import protos, validation
 from serving.core import RequestCore, RequestError
 from serving.frontends import samples_page, tfserving_grpc, v2_grpc, v2_rest
 from serving.frontends.rest_common import RestContext
@@ -190,9 +191,9 @@ def test_png_encoding_round_trips_through_pillow():
     rng = np.random.default_rng(1)
     for shape in ((5, 7, 3), (6, 3, 1)):
         pixels = rng.integers(0, 256, shape, dtype=np.uint8)
-        decoded = np.asarray(Image.open(io.BytesIO(png.encode_png(pixels))))
+        decoded = np.asarray(Image.open(io.BytesIO(encode_png(pixels))))
         np.testing.assert_array_equal(decoded.reshape(shape), pixels)
-    grid = png.tile(np.ones((5, 4, 4, 1), np.uint8))
+    grid = samples_page.page_grid(np.ones((5, 4, 4, 1), np.uint8))
     assert grid.shape == (2 * 4 + 2, 3 * 4 + 2 * 2, 1)  # 3 columns, 2 rows, 2-pixel gaps
 
 

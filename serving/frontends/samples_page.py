@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from serving import png
+from common.grid import encode_png, to_uint8
 from serving.core import RequestError
 from serving.frontends.rest_common import RestContext, answer, endpoint, error
 from serving.frontends.v2_rest import Target, parse_target
@@ -64,7 +64,7 @@ async def samples_png(ctx: RestContext, request: Request, target: Target) -> Res
     seed, count, label = sample_request(request, info)
     _, images = await ctx.core.predict(target.name, sample_inputs(info, seed, count, label), target.version,
                                        target.label)
-    content = await asyncio.to_thread(lambda: png.encode_png(png.tile(png.to_uint8(images))))
+    content = await asyncio.to_thread(lambda: encode_png(page_grid(to_uint8(images))))
     return Response(content, media_type="image/png", headers={"cache-control": "no-store"})
 
 
@@ -137,3 +137,16 @@ def routes(ctx: RestContext) -> list[Route]:
     return [Route("/samples", endpoint(ctx, page)),
             Route("/v1/models/{name}/samples.png", endpoint(ctx, png_route)),
             Route("/v1/models/{name}/versions/{version}/samples.png", endpoint(ctx, png_route))]
+
+
+def page_grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> np.ndarray:
+    """[N, H, W, C] uint8 images as one grid image, `columns` wide (default: about square), with
+    `gap` pixels between images and none around them."""
+    count, height, width, channels = images.shape
+    columns = columns or int(np.ceil(np.sqrt(count)))
+    rows = -(-count // columns)
+    grid = np.zeros((rows * (height + gap) - gap, columns * (width + gap) - gap, channels), np.uint8)
+    for index, image in enumerate(images):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        grid[top:top + height, left:left + width] = image
+    return grid
