@@ -9,6 +9,8 @@ import statistics
 import time
 from pathlib import Path
 
+from common.cpu import cpu_model
+
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -16,16 +18,6 @@ def machine() -> dict:
     """What a number was measured on: every table says it (CPU model and AVX-512 matter ~2x here)."""
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             **cpu_model()}
-
-
-def cpu_model() -> dict:
-    """The CPU's model name and whether it has AVX-512 (training runs ~2.2x slower without it)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {"cpu": platform.processor() or "unknown", "avx512": None}
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    return {"cpu": names[0] if names else "unknown", "avx512": "avx512" in info}
 
 
 def interleaved(variants: dict, rounds: int) -> dict[str, list[float]]:

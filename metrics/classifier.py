@@ -261,9 +261,9 @@ def ship(directory: Path = SHIPPED_DIR) -> Path:
     """Train the mnist-sample classifier (the default recipe) into `directory`, named by its cache key,
     with where and how it was trained in its `.json`; returns the `.onnx` path."""
     import datetime
-    import platform
 
     from common.atomic import write_json_atomic
+    from common.cpu import cpu_model
     from common.realdata import read_mnist_sample
 
     images, labels = read_mnist_sample()
@@ -272,11 +272,8 @@ def ship(directory: Path = SHIPPED_DIR) -> Path:
     onnx_path, meta_path = directory / f"{key}.onnx", directory / f"{key}.json"
     train_and_convert(images, labels, Recipe(), onnx_path, meta_path)
     meta = json.loads(meta_path.read_text())
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
     meta["trained"] = {"command": "python -m metrics.classifier --ship", "dataset": "mnist-sample",
-                       "date": datetime.date.today().isoformat(), "cpu": models[0] if models else platform.machine(),
-                       "avx512": "avx512" in cpuinfo}
+                       "date": datetime.date.today().isoformat(), **cpu_model()}
     write_json_atomic(meta_path, meta)
     return onnx_path
 

@@ -69,14 +69,14 @@ class LearningRateDecay(keras.callbacks.Callback):
 
     def __init__(self, kind: str, total_steps: int, d_lr: float, g_lr: float, final: float):
         super().__init__()
-        self.kind, self.total_steps, self.final = kind, max(total_steps - 1, 1), final
+        self.kind, self.last_step, self.final = kind, max(total_steps - 1, 1), final
         self.rates = {"d_optimizer": d_lr, "g_optimizer": g_lr}
 
     def on_train_begin(self, logs=None):
         self._step = self.model.step
 
     def on_train_batch_begin(self, batch, logs=None):
-        factor = decay_factor(self.kind, self._step / self.total_steps, self.final)
+        factor = decay_factor(self.kind, self._step / self.last_step, self.final)
         for name, rate in self.rates.items():
             getattr(self.model, name).learning_rate.assign(rate * factor)
 
