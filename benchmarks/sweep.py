@@ -35,11 +35,12 @@ HELD_OUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test
 RECIPE_KEYS = {"width": 32, "upsampling": "pixelshuffle", "batch_size": 64, "loss": "bce", "beta_1": 0.5,
                "d_lr": 8e-4, "g_lr": 8e-4, "ema_kimg": 10.0, "ema_rampup": 0.05, "diffaugment": "",
                "spectral_norm": False, "r1_gamma": 0.0, "r2_gamma": 0.0, "r1_every": 16, "lr_decay": "none",
-               "lr_final": 0.0}
+               "lr_final": 0.0, "beta_2": 0.999, "d_width": None}
 OLD_RECIPE = {**RECIPE_KEYS, "upsampling": "transposed", "ema_kimg": 44.0, "ema_rampup": 0.08,
               "d_lr": 2e-4, "g_lr": 2e-4}  # the default until 0161dac
 WIDE_RECIPE = dict(RECIPE_KEYS)  # the default from 0161dac to 8e4c2f1: chosen by quality per step
 R3GAN_PENALTIES = {"loss": "rpgan", "beta_1": 0.0, "r1_gamma": 0.05, "r2_gamma": 0.05, "r1_every": 1}
+PENALTIES_EVERY_8 = {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce", "r1_every": 8, "beta_2": 0.999}
 VARIANTS = {
     "baseline (old recipe)": OLD_RECIPE,
     "old + pixelshuffle": {**OLD_RECIPE, "upsampling": "pixelshuffle"},
@@ -71,8 +72,14 @@ VARIANTS = {
     "width 16, lr 5e-4": {**WIDE_RECIPE, "width": 16, "d_lr": 5e-4, "g_lr": 5e-4},
     "width 16, EMA 5 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 5.0},
     "width 16, EMA 20 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 20.0},
-    "width 16, bce + R1 + R2 0.05 every 8": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce",
-                                             "r1_every": 8},  # the default since session 27
+    "width 16, bce + R1 + R2 0.05 every 8": PENALTIES_EVERY_8,  # the default since session 27
+    "width 16, penalties every 8, beta_2 0.99": {**PENALTIES_EVERY_8, "beta_2": 0.99},
+    "width 16, penalties every 8, translation": {**PENALTIES_EVERY_8, "diffaugment": "translation"},
+    "width 16, penalties every 8, lr 1.2e-3": {**PENALTIES_EVERY_8, "d_lr": 1.2e-3, "g_lr": 1.2e-3},
+    "width 16, penalties every 8, G lr 4e-4": {**PENALTIES_EVERY_8, "g_lr": 4e-4},
+    "width 12, D width 16, penalties every 8": {**PENALTIES_EVERY_8, "width": 12, "d_width": 16},
+    "width 12, penalties every 8": {**PENALTIES_EVERY_8, "width": 12},
+    "width 16, D width 24, penalties every 8": {**PENALTIES_EVERY_8, "d_width": 24},
     "width 16, rpgan + R1 + R2 0.05 every 8": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "r1_every": 8},
     # Decay runs over the run's steps: compare them with --steps (equal steps at equal step cost is
     # equal wall clock); under --minutes their horizon is --epochs, which the sweep sets out of reach.

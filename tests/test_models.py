@@ -60,3 +60,20 @@ def test_models_round_trip_through_keras_files(tmp_path):
         model.save(path)
         reloaded = keras.models.load_model(path)
         np.testing.assert_allclose(reloaded(inputs), model(inputs), atol=1e-6)
+
+
+def test_discriminator_width_is_priced_apart_from_the_generators():
+    """`--d-width` widens or narrows the discriminator alone; unset, it follows `--width`."""
+    from training.config import ConfigError, TrainConfig
+    from training.models import discriminator_for, generator_for
+
+    def widest_conv(model):
+        return max(layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+
+    config = TrainConfig(width=4, d_width=12, image_size=28, channels=1, latent_dim=8)
+    assert widest_conv(discriminator_for(config, None)) == 12 * 4  # 28 px: two halvings, last conv 4x width
+    assert widest_conv(generator_for(config, None)) == 4 * 2 * 4  # the 7x7 pixel-shuffle conv: 2x width, 4x filters
+    same = TrainConfig(width=4, image_size=28, channels=1, latent_dim=8)
+    assert widest_conv(discriminator_for(same, None)) == 4 * 4
+    with pytest.raises(ConfigError, match="--d-width must be positive"):
+        TrainConfig(d_width=0).validate()

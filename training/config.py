@@ -80,6 +80,9 @@ class TrainConfig:
     latent_dim: int = _opt(64, "Size of the generator's noise vector z.")
     width: int = _opt(16, "Width multiplier: filters of the widest-resolution conv layer. 16 beat 24 and 32 at equal "
                       "wall clock (a 32-wide step costs ~3x a 16-wide one; BENCHMARKS.md section 0).")
+    d_width: int | None = _opt(None, "Discriminator width multiplier, when it should differ from the generator's. "
+                               "Default: --width. The generator costs ~2.5x the discriminator per step at equal width "
+                               "(BENCHMARKS.md section 0), so the two are priced apart.")
     arch: str = _opt("dcgan", "Architecture: dcgan (28-64 px), resnet (SNGAN-style residual, 32-128 px colour), "
                      "mlp (the tutorial's fully connected GAN).", choices=ARCHITECTURES)
     upsampling: str = _opt("pixelshuffle", "Generator upsampling: pixelshuffle (conv + depth_to_space; quantizes "
@@ -161,7 +164,7 @@ class TrainConfig:
         positive = ["latent_dim", "width", "batch_size", "epochs", "steps_per_execution",
                     "checkpoint_every", "num_samples", "eval_samples", "cluster_port"]
         positive += [k for k in ("image_size", "channels", "steps_per_epoch", "d_steps", "max_minutes", "eval_every",
-                                 "num_workers")
+                                 "num_workers", "d_width")
                      if getattr(self, k) is not None]
         for key in positive:
             if getattr(self, key) <= 0:

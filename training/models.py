@@ -73,5 +73,5 @@ def generator_for(config, num_classes: int | None) -> keras.Model:
 
 def discriminator_for(config, num_classes: int | None) -> keras.Model:
     """The discriminator a resolved `TrainConfig` describes."""
-    return build_discriminator(config.image_size, config.channels, config.width, num_classes,
+    return build_discriminator(config.image_size, config.channels, config.d_width or config.width, num_classes,
                                arch=config.arch, spectral_norm=config.spectral_norm)
