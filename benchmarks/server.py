@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import save, table
+from common.ports import free_port
 from common.quiet import quiet_tensorflow
 
 CONCURRENCY = (1, 8, 32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(onnx_path: Path, batching: bool, extra: list[str]):

@@ -33,16 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, save, table
+from common.ports import free_ports
 
 CONCURRENCY = (1, 8, 32)
 PROTOCOLS = ("http", "grpc")
 PEERS = Path(__file__).with_name("peers")
-
-
-def free_ports(count: int) -> list[int]:
-    from tests.server_harness import free_ports as ports
-
-    return ports(count)
 
 
 def launch(name: str, model: Path, args, workdir: Path) -> tuple[subprocess.Popen, int, int]:

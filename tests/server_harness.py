@@ -5,30 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 
+from common.ports import free_port, free_ports  # noqa: F401  (the tests import them from here)
 from tests.conftest import REPO
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports free right now (held together, so no two are the same)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_until_ready(url: str, proc: subprocess.Popen, output, timeout: float = 60) -> None:

@@ -53,13 +53,24 @@ def test_no_package_imports_from_a_layer_above_it():
     assert not violations, "upward imports:\n" + "\n".join(violations)
 
 
+def test_benchmarks_import_nothing_from_the_tests():
+    """The benchmarks ship with the package; the tests do not (their helpers live in common/)."""
+    offenders = []
+    for path in sorted((REPO / "benchmarks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            module = node.module if isinstance(node, ast.ImportFrom) and node.level == 0 else None
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or ""]
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "tests"]
+    assert not offenders, "benchmarks importing tests: " + ", ".join(offenders)
+
+
 def test_the_rule_itself_catches_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from training.models import build_generator\n")
     assert ("training", 2) in _project_imports(bad)
 
 
-@pytest.mark.parametrize("module", ["common.atomic", "common.grid"])
+@pytest.mark.parametrize("module", ["common.atomic", "common.grid", "common.ports"])
 def test_the_bottom_layer_imports_no_tensorflow(module):
     code = f"import sys, {module}; sys.exit(int(any(m in sys.modules for m in ('tensorflow', 'keras'))))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
