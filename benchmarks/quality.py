@@ -26,9 +26,9 @@ from benchmarks.common import machine, save, table
 from common.quiet import quiet_tensorflow
 
 MNIST_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
-# benchmarks.sweep's name for the default this one replaced ("wide (width 32, lr 8e-4)" before 0161dac..8e4c2f1's
-# successor "width 16", which the lazy R1 + R2 penalties and beta_1 0 replaced in session 27).
-PREVIOUS = "width 16"
+# benchmarks.sweep's name for the default this one replaced: each session that changes the default
+# compares it with its immediate predecessor (width 32 -> width 16 -> + lazy R1/R2 and beta_1 0 -> lr 1.6e-3).
+PREVIOUS = "width 16, bce + R1 + R2 0.05 every 8"
 
 
 def train_ours(tmp: str, name: str, **overrides):
@@ -48,16 +48,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="Wall-clock training budget per model.")
     parser.add_argument("--seeds", default="0,1,2", help="Comma list of seeds for the default and previous recipe.")
+    parser.add_argument("--previous", default=PREVIOUS, metavar="VARIANT",
+                        help="The recipe the default is compared with: a benchmarks.sweep variant name "
+                             "(python -m benchmarks.sweep --list).")
     parser.add_argument("--references", action="store_true", help="Also the seeds' MLP GAN and keras-io DCGAN.")
     parser.add_argument("--equal-images", action="store_true", help="Also compare at equal images seen (with --references).")
     parser.add_argument("--num-samples", type=int, default=10_000, help="Generated images scored per model.")
     parser.add_argument("--mnist-test", default=str(MNIST_TEST), help="Directory of the MNIST test set (idx files).")
     args = parser.parse_args(argv)
+    from benchmarks.sweep import VARIANTS
+
+    if args.previous not in VARIANTS:
+        parser.error(f"--previous {args.previous!r} is not a benchmarks.sweep variant; see python -m benchmarks.sweep --list")
     quiet_tensorflow()  # after parsing, so --help answers without loading TensorFlow
 
     import numpy as np
 
-    from benchmarks.sweep import VARIANTS
     from common.realdata import read_idx_dir, read_mnist_sample
     from metrics.classifier import to_unit_range
     from metrics.evaluator import Evaluator
@@ -78,7 +84,7 @@ def main(argv=None):
               f"{seconds:.0f} s", flush=True)
 
     wall = f"{args.minutes:g} min wall clock"
-    recipes = {"default": {}, f"previous default ({PREVIOUS})": VARIANTS[PREVIOUS]}
+    recipes = {"default": {}, f"previous default ({args.previous})": VARIANTS[args.previous]}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             for model, overrides in recipes.items():

@@ -72,10 +72,11 @@ VARIANTS = {
     "width 16, lr 5e-4": {**WIDE_RECIPE, "width": 16, "d_lr": 5e-4, "g_lr": 5e-4},
     "width 16, EMA 5 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 5.0},
     "width 16, EMA 20 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 20.0},
-    "width 16, bce + R1 + R2 0.05 every 8": PENALTIES_EVERY_8,  # the default since session 27
+    "width 16, bce + R1 + R2 0.05 every 8": PENALTIES_EVERY_8,  # the default in session 27
     "width 16, penalties every 8, beta_2 0.99": {**PENALTIES_EVERY_8, "beta_2": 0.99},
     "width 16, penalties every 8, translation": {**PENALTIES_EVERY_8, "diffaugment": "translation"},
     "width 16, penalties every 8, lr 1.2e-3": {**PENALTIES_EVERY_8, "d_lr": 1.2e-3, "g_lr": 1.2e-3},
+    "width 16, penalties every 8, lr 1.6e-3": {**PENALTIES_EVERY_8, "d_lr": 1.6e-3, "g_lr": 1.6e-3},  # since session 28
     "width 16, penalties every 8, G lr 4e-4": {**PENALTIES_EVERY_8, "g_lr": 4e-4},
     "width 12, D width 16, penalties every 8": {**PENALTIES_EVERY_8, "width": 12, "d_width": 16},
     "width 12, penalties every 8": {**PENALTIES_EVERY_8, "width": 12},
@@ -88,7 +89,7 @@ VARIANTS = {
     "width 16, linear decay": {**WIDE_RECIPE, "width": 16, "lr_decay": "linear"},
 }
 
-DEFAULT = "width 16, bce + R1 + R2 0.05 every 8"  # TrainConfig's defaults, written out (a test keeps them equal)
+DEFAULT = "width 16, penalties every 8, lr 1.6e-3"  # TrainConfig's defaults, written out (a test keeps them equal)
 
 
 def evaluator(num_samples: int):
