@@ -88,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="A new version's files must be unchanged this long before it is loaded (a version "
                         "still being copied is not loaded half-written).")
     p.add_argument("--grace-seconds", type=float, default=10.0, help="Time in-flight requests get on shutdown.")
-    p.add_argument("--event-loop", default="asyncio", choices=["asyncio", "uvloop"],
-                   help="The event loop both protocols run on: uvloop (pip install uvloop) is libuv's, in C.")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_tfserving_flags(p)
     return p
@@ -245,18 +243,6 @@ async def _stop_rest(rest: _Uvicorn, task: asyncio.Task) -> None:
     await task
 
 
-def run_loop(coroutine, event_loop: str) -> None:
-    """Run the server on asyncio's own loop or on uvloop's (one flag; a missing uvloop says how to get it)."""
-    if event_loop == "asyncio":
-        return asyncio.run(coroutine)
-    try:
-        import uvloop
-    except ImportError:
-        coroutine.close()
-        raise ValueError("--event-loop uvloop needs the uvloop package: pip install uvloop") from None
-    return uvloop.run(coroutine)
-
-
 def main(argv: list[str] | None = None) -> int:
     refused = refuse_not_applicable(sys.argv[1:] if argv is None else argv)
     if refused:
@@ -266,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         resolve(args)
-        run_loop(serve(args), args.event_loop)
+        asyncio.run(serve(args))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
