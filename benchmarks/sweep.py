@@ -77,6 +77,7 @@ VARIANTS = {
     "width 16, penalties every 8, translation": {**PENALTIES_EVERY_8, "diffaugment": "translation"},
     "width 16, penalties every 8, lr 1.2e-3": {**PENALTIES_EVERY_8, "d_lr": 1.2e-3, "g_lr": 1.2e-3},
     "width 16, penalties every 8, lr 1.6e-3": {**PENALTIES_EVERY_8, "d_lr": 1.6e-3, "g_lr": 1.6e-3},  # since session 28
+    "width 16, penalties every 8, lr 2.4e-3": {**PENALTIES_EVERY_8, "d_lr": 2.4e-3, "g_lr": 2.4e-3},
     "width 16, penalties every 8, G lr 4e-4": {**PENALTIES_EVERY_8, "g_lr": 4e-4},
     "width 12, D width 16, penalties every 8": {**PENALTIES_EVERY_8, "width": 12, "d_width": 16},
     "width 12, penalties every 8": {**PENALTIES_EVERY_8, "width": 12},
