@@ -24,16 +24,23 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def tile(images: np.ndarray, rows: int | None = None, padding: int = 1) -> np.ndarray:
-    """Tile `[N, H, W, C]` images into one `[rows*H, cols*W, C]` uint8 image with a dark border."""
+def tile(images: np.ndarray, rows: int | None = None, padding: int = 1, columns: int | None = None,
+         border: bool = True) -> np.ndarray:
+    """Tile `[N, H, W, C]` images into one uint8 image, `padding` dark pixels between them and, with
+    `border`, around them. Shape: `rows` (default about square) or else `columns` fixed."""
     images = to_uint8(images) if images.dtype != np.uint8 else images
     n, h, w, c = images.shape
-    rows = rows or int(math.floor(math.sqrt(n)))
-    cols = int(math.ceil(n / rows))
-    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)
+    if columns:
+        rows = int(math.ceil(n / columns))
+    else:
+        rows = rows or int(math.floor(math.sqrt(n)))
+        columns = int(math.ceil(n / rows))
+    edge = padding if border else 0
+    grid = np.zeros((rows * (h + padding) - padding + 2 * edge, columns * (w + padding) - padding + 2 * edge, c),
+                    np.uint8)
     for i, image in enumerate(images):
-        r, col = divmod(i, cols)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        r, col = divmod(i, columns)
+        top, left = edge + r * (h + padding), edge + col * (w + padding)
         grid[top : top + h, left : left + w] = image
     return grid
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from common.grid import encode_png, to_uint8
+from common.grid import encode_png, tile, to_uint8
 from serving.core import RequestError
 from serving.frontends.rest_common import RestContext, answer, endpoint, error
 from serving.frontends.v2_rest import Target, parse_target
@@ -142,11 +142,4 @@ def routes(ctx: RestContext) -> list[Route]:
 def page_grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> np.ndarray:
     """[N, H, W, C] uint8 images as one grid image, `columns` wide (default: about square), with
     `gap` pixels between images and none around them."""
-    count, height, width, channels = images.shape
-    columns = columns or int(np.ceil(np.sqrt(count)))
-    rows = -(-count // columns)
-    grid = np.zeros((rows * (height + gap) - gap, columns * (width + gap) - gap, channels), np.uint8)
-    for index, image in enumerate(images):
-        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
-        grid[top:top + height, left:left + width] = image
-    return grid
+    return tile(images, padding=gap, columns=columns or int(np.ceil(np.sqrt(len(images)))), border=False)
