@@ -40,7 +40,7 @@ OLD_RECIPE = {**RECIPE_KEYS, "upsampling": "transposed", "ema_kimg": 44.0, "ema_
               "d_lr": 2e-4, "g_lr": 2e-4}  # the default until 0161dac
 WIDE_RECIPE = dict(RECIPE_KEYS)  # the default from 0161dac to 8e4c2f1: chosen by quality per step
 R3GAN_PENALTIES = {"loss": "rpgan", "beta_1": 0.0, "r1_gamma": 0.05, "r2_gamma": 0.05, "r1_every": 1}
-PENALTIES_EVERY_8 = {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce", "r1_every": 8, "beta_2": 0.999}
+PENALTIES_EVERY_8 = {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce", "r1_every": 8}
 VARIANTS = {
     "baseline (old recipe)": OLD_RECIPE,
     "old + pixelshuffle": {**OLD_RECIPE, "upsampling": "pixelshuffle"},

@@ -1,5 +1,5 @@
-"""The onnxruntime model server as a subprocess on free loopback ports, and the port and readiness
-helpers every test that starts a server or a worker uses."""
+"""The onnxruntime model server as a subprocess on free loopback ports (from `common.ports`), and
+the readiness wait every test that starts a server uses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from common.ports import free_port, free_ports  # noqa: F401  (the tests import them from here)
+from common.ports import free_port
 from tests.conftest import REPO
 
 

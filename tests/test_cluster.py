@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from common.ports import free_ports
 from tests.conftest import REPO, TINY
-from tests.server_harness import free_ports
 
 DEPLOY = REPO / "deploy"
 

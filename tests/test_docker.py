@@ -206,7 +206,8 @@ def test_the_onnx_serve_dependency_set_really_serves(tiny_export, tmp_path):
                            capture_output=True, text=True, cwd=tmp_path)
     assert probe.stdout.strip() == "None None"
 
-    from tests.server_harness import free_port, wait_until_ready
+    from common.ports import free_port
+    from tests.server_harness import wait_until_ready
 
     rest, grpc_port = free_port(), free_port()
     server = subprocess.Popen([python, "-m", "serving.server", "--model-base-path",

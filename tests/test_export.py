@@ -358,7 +358,8 @@ def test_published_files_get_umask_modes_and_a_server_running_as_nobody_reads_th
 
     from common.atomic import umask
     from tests.conftest import REPO
-    from tests.server_harness import free_port, wait_until_ready
+    from common.ports import free_port
+    from tests.server_harness import wait_until_ready
 
     mask = umask()
     for path in _published_files(tiny_export):

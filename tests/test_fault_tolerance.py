@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import pytest
 
+from common.ports import free_port
 from tests.conftest import REPO, TINY, run_python
-from tests.server_harness import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
+from common.ports import free_port
 from serving.client import GeneratorClient, RemoteCallError, predict_body
 from serving.onnx_generator import OnnxGenerator
-from tests.server_harness import Server, free_port
+from tests.server_harness import Server
 
 pytestmark = pytest.mark.slow
 

@@ -140,7 +140,7 @@ def test_the_kserve_runtime_arguments_serve_the_model_under_the_inference_servic
     import yaml
 
     from tests.conftest import REPO
-    from tests.server_harness import free_ports
+    from common.ports import free_ports
 
     docs = list(yaml.safe_load_all((REPO / "deploy" / "kubernetes" / "serving" / "kserve-v2.yaml").read_text()))
     runtime, service = (next(d for d in docs if d["kind"] == kind) for kind in ("ServingRuntime", "InferenceService"))

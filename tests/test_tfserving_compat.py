@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 import yaml
 
+from common.ports import free_port
 from serving import flags, protos, server_config
 from serving.onnx_generator import OnnxGenerator
 from serving.tfserving import config as tfs_config
 from tests.conftest import REPO, documentation_text
-from tests.server_harness import free_port, wait_until_ready
+from tests.server_harness import wait_until_ready
 
 from tests.tfserving_cases import (G, GRPC_CASES, RELOAD_CONFIG_METHOD, REST_CASES, Z, ReloadConfigRequest,
                                    ReloadConfigResponse, _predict, _spec)
