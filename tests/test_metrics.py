@@ -72,6 +72,7 @@ def test_training_the_shipped_classifier_again_gives_the_same_scores(tmp_path, s
         assert fids[1] == pytest.approx(fids[0], rel=0.10), (level, fids)
 
 
+@pytest.mark.tier2  # needs ../shared, which CI has beside the clone and a fresh clone has not
 @pytest.mark.skipif(not has_real_mnist(), reason=f"the real MNIST test set is not at {MNIST_TEST_DIR} (a fresh clone "
                     "has no ../shared): the mnist-sample fallback trained this classifier, so it could not fail")
 def test_the_classifier_reaches_98_5_percent_on_the_real_mnist_test_set(mnist_evaluator):
