@@ -2,8 +2,8 @@
 KServe's ModelServer and MLServer (BentoML: see BENCHMARKS.md), on the same ONNX generator, driven by
 one load generator over the same protocol (the Open Inference Protocol, v2, for all; HTTP and gRPC).
 
-    python -m benchmarks.server_peers [--seconds 8] [--model generator.onnx]
-        [--kserve-venv /tmp/peers-kserve] [--mlserver-venv /tmp/peers-mlserver]
+    python -m benchmarks.server_peers [--seconds 8] [--model generator.onnx] [--workers 1]
+        [--load-generator h2load] [--kserve-venv /tmp/peers-kserve] [--mlserver-venv /tmp/peers-mlserver]
 
 Each peer runs from its own virtual environment (their pins clash with each other and with ours):
     python3 -m venv /tmp/peers-kserve && /tmp/peers-kserve/bin/pip install kserve==0.21.0 onnxruntime
@@ -11,9 +11,13 @@ Each peer runs from its own virtual environment (their pins clash with each othe
 Every server gets the same onnxruntime thread settings (--threads intra-op, one inter-op) and its
 own batching as its docs advise (ours: natural dynamic batching; MLServer: adaptive batching,
 max_batch_size 32, max_batch_time 2 ms; KServe's ModelServer has none, its batcher is a Kubernetes
-sidecar). Load: single-sample requests from tritonclient's asyncio clients (gRPC, and HTTP with JSON
-tensors, which every peer reads) at 1, 8 and 32 concurrent, on loopback, bounded in time and count.
-One server runs at a time. The table gives requests/s, p50, p99 (ms) and errors per cell.
+sidecar). `--workers N` gives each its own multi-process knob: ours `--workers`, KServe's
+ModelServer `workers` (REST processes; its gRPC stays in one), MLServer `parallel_workers`.
+Load: single-sample requests (gRPC, and HTTP with JSON tensors, which every peer reads) at 1, 8
+and 32 concurrent clients on loopback, from `h2load` (C: a few percent of a core, see
+benchmarks/h2load.py) or tritonclient's asyncio clients (Python: about a core of its own, shared
+with the server on a 2-core machine). One server runs at a time; tritonclient checks each first.
+The table gives requests/s, p50, p99 (ms) and errors per cell.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import h2load
 from benchmarks.common import machine, save, table
 from common.ports import free_ports
 
@@ -47,13 +52,13 @@ def launch(name: str, model: Path, args, workdir: Path) -> tuple[subprocess.Pope
     if name == "ours":
         command = [sys.executable, "-m", "serving.server", "--model", str(model), "--model-name", "generator",
                    "--rest-port", str(http), "--grpc-port", str(grpc_port), "--log-level", "error",
-                   "--intra-op-threads", str(args.threads), *args.ours_args]
+                   "--intra-op-threads", str(args.threads), "--workers", str(args.workers), *args.ours_args]
     elif name == "kserve":
         command = [str(Path(args.kserve_venv) / "bin" / "python"), str(PEERS / "kserve_generator.py"), str(model),
-                   str(http), str(grpc_port)]
+                   str(http), str(grpc_port), str(args.workers)]
     elif name == "mlserver":
         command = [str(Path(args.mlserver_venv) / "bin" / "mlserver"), "start", str(mlserver_settings(
-            workdir, model, http, grpc_port, metrics))]
+            workdir, model, http, grpc_port, metrics, args.workers))]
         env["PYTHONPATH"] = str(PEERS)
     else:
         raise ValueError(name)
@@ -73,13 +78,13 @@ def launch(name: str, model: Path, args, workdir: Path) -> tuple[subprocess.Pope
     raise RuntimeError(f"{name} was not ready within 120 s: {(workdir / f'{name}.log').read_text()[-2000:]}")
 
 
-def mlserver_settings(workdir: Path, model: Path, http: int, grpc_port: int, metrics: int) -> Path:
+def mlserver_settings(workdir: Path, model: Path, http: int, grpc_port: int, metrics: int, workers: int) -> Path:
     """MLServer's settings.json and model-settings.json: adaptive batching on, as its docs advise."""
     root = workdir / "mlserver"
     (root / "generator").mkdir(parents=True, exist_ok=True)
     (root / "settings.json").write_text(json.dumps({
         "http_port": http, "grpc_port": grpc_port, "metrics_port": metrics, "host": "127.0.0.1",
-        "parallel_workers": 1, "debug": False}))
+        "parallel_workers": workers, "debug": False}))
     (root / "generator" / "model-settings.json").write_text(json.dumps({
         "name": "generator", "implementation": "mlserver_generator.GeneratorRuntime",
         "max_batch_size": 32, "max_batch_time": 0.002, "parameters": {"uri": str(model)}}))
@@ -160,14 +165,18 @@ def versions(args) -> dict:
 
 def run(args, model: Path, workdir: Path) -> list[dict]:
     feed, rows = model_feed(model), []
+    payloads = h2load.write_payloads(feed, workdir) if args.load_generator == "h2load" else None
     for name in args.servers:
         proc, http, grpc_port = launch(name, model, args, workdir)
         try:
             for protocol in PROTOCOLS:
                 port = http if protocol == "http" else grpc_port
-                asyncio.run(load(protocol, port, 4, 1.0, feed))  # warm-up: connections, first batches
+                asyncio.run(load(protocol, port, 4, 1.0, feed))  # warm-up, and a check with a real client
                 for concurrency in CONCURRENCY:
-                    cell = asyncio.run(load(protocol, port, concurrency, args.seconds, feed))
+                    if payloads:
+                        cell = h2load.cell(protocol, port, payloads[protocol], concurrency, args.seconds, workdir)
+                    else:
+                        cell = asyncio.run(load(protocol, port, concurrency, args.seconds, feed))
                     rows.append({"server": name, "protocol": protocol, "concurrency": concurrency, **cell})
                     print(f"{name:8s} {protocol:4s} c={concurrency:2d}: {cell['rps']:7.1f} req/s  p50 "
                           f"{cell['p50_ms']:6.2f} ms  p99 {cell['p99_ms']:6.2f} ms  errors {cell['errors']}", flush=True)
@@ -183,11 +192,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="Length of each cell.")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, every server "
                         "(1: the load generator needs the second core of a 2-core machine).")
+    parser.add_argument("--workers", type=int, default=1, help="Worker processes, every server by its own "
+                        "knob: ours --workers, KServe's ModelServer workers (REST), MLServer parallel_workers.")
     parser.add_argument("--servers", default="ours,kserve,mlserver", type=lambda s: s.split(","))
     parser.add_argument("--kserve-venv", default="/tmp/peers-kserve")
     parser.add_argument("--mlserver-venv", default="/tmp/peers-mlserver")
+    parser.add_argument("--load-generator", choices=("h2load", "tritonclient"), default="h2load",
+                        help="h2load (C, a few percent of a core; Debian's nghttp2-client) or tritonclient's "
+                        "asyncio clients (Python, about a core of its own on this machine).")
     parser.add_argument("--ours-args", default="", type=lambda s: s.split(), help="Extra flags for our server.")
     args = parser.parse_args(argv)
+    if args.load_generator == "h2load" and not h2load.available():
+        parser.error("h2load is not installed: `apt-get install nghttp2-client`, or pass --load-generator tritonclient")
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
@@ -199,8 +215,9 @@ def main(argv=None) -> None:
                  for r in rows], ["server", "protocol", "clients", "req/s", "p50 ms", "p99 ms", "errors"]))
     name = "server_peers" if args.servers == ["ours", "kserve", "mlserver"] and not args.ours_args else \
         "server_peers-" + "-".join(args.servers) + ("-variant" if args.ours_args else "")
-    path = save(name, {"rows": rows, "ours_args": args.ours_args, "versions": versions(args), "seconds": args.seconds,
-                                 "threads": args.threads, "machine_facts": machine()})
+    name += ("-h2load" if args.load_generator == "h2load" else "") + (f"-workers{args.workers}" if args.workers > 1 else "")
+    path = save(name, {"rows": rows, "ours_args": args.ours_args, "load_generator": args.load_generator, "versions": versions(args), "seconds": args.seconds,
+                                 "threads": args.threads, "workers": args.workers, "machine_facts": machine()})
     print(f"saved {path}")
 
 

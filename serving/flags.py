@@ -159,6 +159,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.prometheus_path = read_monitoring_config(args.monitoring_config_file)
     if args.max_num_load_retries < 0 or args.load_retry_interval_micros < 0:
         raise ConfigError("--max_num_load_retries and --load_retry_interval_micros must be >= 0")
+    if getattr(args, "workers", 1) < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.grpc_port and args.grpc_port == args.rest_port:
         raise ConfigError(f"--rest_api_port cannot be the same as --port ({args.grpc_port}); use a different port")
     return args

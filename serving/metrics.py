@@ -5,27 +5,34 @@ predictions, under TF Serving's names, labels and units, so a TF Serving dashboa
 `:tensorflow:serving:request_count{model_name, status}` (a counter without the `_total` suffix,
 status a canonical code name) and `:tensorflow:serving:request_latency{model_name, API, entrypoint}`
 (a histogram in microseconds on TF's exponential buckets 10 * 1.8^i).
+
+With `--workers N` every worker process records into prometheus_client's multiprocess files
+(PROMETHEUS_MULTIPROC_DIR, set by `serving.workers`), and a scrape of any worker shows the sum over
+all of them: one server's numbers, whichever process answers.
 """
 
 from __future__ import annotations
 
-from collections import Counter as Tally
+import os
+import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TF_LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(33))
 TF_REQUEST_COUNT = ":tensorflow:serving:request_count"
 MAX_TF_SERIES = 1000
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# TF Serving names its counter without prometheus_client's `_total` suffix and has no `_created` series.
+_TF_COUNT_CREATED = re.compile(rb"^(?:# (?:HELP|TYPE) )?" + re.escape(TF_REQUEST_COUNT.encode()) + rb"_created[ {].*\n", re.MULTILINE)
 
 
-def _tf_request_count_text(counts: Tally) -> bytes:
-    """TF Serving's request counter in its exact exposition (prometheus_client would name it *_total)."""
-    lines = [f"# HELP {TF_REQUEST_COUNT} The total number of requests.", f"# TYPE {TF_REQUEST_COUNT} counter"]
-    for (model_name, status), count in sorted(counts.items()):
-        model_name = model_name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        lines.append(f'{TF_REQUEST_COUNT}{{model_name="{model_name}",status="{status}"}} {float(count)}')
-    return ("\n".join(lines) + "\n").encode()
+def tf_serving_names(text: bytes) -> bytes:
+    """An exposition with TF Serving's exact request counter: `:tensorflow:serving:request_count{...}`."""
+    name = TF_REQUEST_COUNT.encode()
+    text = _TF_COUNT_CREATED.sub(b"", text)
+    return re.sub(rb"^((?:# (?:HELP|TYPE) )?)" + re.escape(name) + rb"_total", rb"\1" + name, text, flags=re.MULTILINE)
 
 
 class ServerMetrics:
@@ -36,13 +43,15 @@ class ServerMetrics:
         self.latency = Histogram("gan_serving_request_latency_seconds", "Request latency.", ["api", "method"],
                                  registry=self.registry)
         self.in_flight = Gauge("gan_serving_requests_in_flight", "Requests received and not yet answered.", ["api"],
-                               registry=self.registry)
+                               registry=self.registry, multiprocess_mode="livesum")
         self.connections_closed = Counter("gan_serving_connections_closed", "REST connections the server closed: "
                                           "too slow to send a request, or over --max-connections.", ["reason"],
                                           registry=self.registry)
         self.batch_size = Histogram("gan_serving_batch_size", "Rows per onnxruntime call (after dynamic batching).",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
-        self.tf_request_count: Tally = Tally()
+        self.tf_request_count = Counter(TF_REQUEST_COUNT, "The total number of requests.", ["model_name", "status"],
+                                        registry=self.registry)
+        self._tf_series: set = set()  # (model, status) pairs counted, bounded by MAX_TF_SERIES
         self._children: dict = {}  # (metric, labels) -> labelled child: `labels()` costs a lock and a tuple per call
         self.tf_request_latency = Histogram(
             ":tensorflow:serving:request_latency", "Distribution of wall time (in microseconds) for Tensorflow "
@@ -64,11 +73,17 @@ class ServerMetrics:
         self.child(self.latency, api, method).observe(seconds)
         if method == "predict" and model is not None:
             key = (model[:200], status or code)
-            if key not in self.tf_request_count and len(self.tf_request_count) >= MAX_TF_SERIES:
-                return  # model names come from clients: bound the series a scan of made-up names can create
-            self.tf_request_count[key] += 1
+            if key not in self._tf_series:
+                if len(self._tf_series) >= MAX_TF_SERIES:
+                    return  # model names come from clients: bound the series a scan of made-up names can create
+                self._tf_series.add(key)
+            self.child(self.tf_request_count, *key).inc()
             entrypoint = "GRPC" if api == "grpc" else "REST"
             self.child(self.tf_request_latency, key[0], "Predict", entrypoint).observe(seconds * 1e6)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry) + _tf_request_count_text(self.tf_request_count)
+        if os.environ.get(MULTIPROCESS_DIR):  # --workers N: the sum over every worker's files
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return tf_serving_names(generate_latest(registry))
+        return tf_serving_names(generate_latest(self.registry))

@@ -1,6 +1,6 @@
 """KServe's Python ModelServer (kserve 0.21) serving the generator over the v2 protocol (REST + gRPC).
 
-    python kserve_generator.py MODEL.onnx HTTP_PORT GRPC_PORT
+    python kserve_generator.py MODEL.onnx HTTP_PORT GRPC_PORT [WORKERS]
 
 KServe's batching is its Go agent (the InferenceService's `batcher`), outside the Python server: a
 ModelServer run alone batches nothing. `predict` is async and hands onnxruntime to a thread, so the
@@ -31,6 +31,13 @@ class Generator(kserve.Model):
         self.ready = True
         return True
 
+    def __getstate__(self):  # workers > 1: the model goes to each REST process by pickle, the session does not
+        return {k: v for k, v in self.__dict__.items() if k != "session"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.session = session(self.path)
+
     async def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
         feed = {tensor.name: tensor.as_numpy() for tensor in payload.inputs}
         images = await asyncio.get_running_loop().run_in_executor(None, self.session.run, ["images"], feed)
@@ -41,5 +48,6 @@ class Generator(kserve.Model):
 
 if __name__ == "__main__":
     model_path, http_port, grpc_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, workers=1, enable_latency_logging=False)
+    workers = int(sys.argv[4]) if len(sys.argv) > 4 else 1  # ModelServer's processes: REST only, gRPC stays in one
+    server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, workers=workers, enable_latency_logging=False)
     server.start([Generator("generator", model_path)])

@@ -1,0 +1,191 @@
+"""`--workers N`: N server processes on the same REST and gRPC ports, under one supervisor.
+
+Why processes: one server process answers at most what one Python thread can. grpc.aio's
+machinery and our per-request code run under the GIL (onnxruntime does not), so one process
+tops out near 1,450 gRPC req/s on the 2-core benchmark machine with part of a core idle
+(BENCHMARKS.md 4b). N processes bind the same ports with SO_REUSEPORT and the kernel spreads
+connections among them. Each worker loads and watches the models itself and batches its own
+requests; all record metrics into one directory of prometheus_client's multiprocess files, so a
+scrape answered by any worker shows the whole server.
+
+The supervisor checks both ports first (a taken port is one line and exit 2, as with one process)
+and then holds them, starts the workers, and waits until every one is ready (one that fails to
+start stops the rest: exit 2 with its message). It replaces a worker that dies (at most
+`RESTARTS` within `RESTART_WINDOW` seconds, then it gives up: exit 1). On SIGTERM or SIGINT it
+passes SIGTERM on and waits while the workers finish their in-flight requests. A worker gets
+SIGTERM when its supervisor dies, even by kill -9 (Linux's PR_SET_PDEATHSIG), so no orphan keeps
+the ports. Needs Linux (SO_REUSEPORT with the kernel's load spreading).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from multiprocessing.connection import wait
+
+from serving.connections import bind_socket
+
+log = logging.getLogger("serving.workers")
+RESTARTS, RESTART_WINDOW = 5, 60.0
+STARTUP_SECONDS = 600.0  # a worker loads every model version before it is ready
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def supported() -> bool:
+    return hasattr(socket, "SO_REUSEPORT") and os.name == "posix"
+
+
+def reserve_port(host: str, port: int, flag: str) -> socket.socket:
+    """Check that `port` is free, then hold it with SO_REUSEPORT without listening: only sockets
+    of this user that also set SO_REUSEPORT (our workers) can bind it now, and no connection
+    is accepted before a worker listens."""
+    bind_socket(host, port, flag).close()  # taken by anyone: the one-line error
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def die_with_parent() -> None:
+    """In a worker: SIGTERM when the supervisor dies, however it dies (Linux's PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    """Starts `count` workers running `target(args, index, reports)` and keeps them running."""
+
+    def __init__(self, args, target, count: int):
+        self.args, self.target, self.count = args, target, count
+        self.context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+        self.reports = self.context.Queue()  # (index, "ready" | "error", detail) from the workers
+        self.workers: dict[int, multiprocessing.Process] = {}
+        self.stopping = False
+        self.restarts: collections.deque[float] = collections.deque()
+
+    def start(self, index: int) -> None:
+        process = self.context.Process(target=self.target, args=(self.args, index, self.reports),
+                                       name=f"gan-serve-worker-{index}", daemon=False)
+        process.start()
+        self.workers[index] = process
+
+    def wait_ready(self) -> str | None:
+        """Start every worker; None once all are ready, else why not."""
+        for index in range(self.count):
+            self.start(index)
+        ready, deadline = set(), time.monotonic() + STARTUP_SECONDS
+        while len(ready) < self.count:
+            if self.stopping:
+                return "stopped while starting"
+            if time.monotonic() > deadline:
+                return f"the workers were not ready within {STARTUP_SECONDS:.0f} s"
+            with contextlib.suppress(queue.Empty):
+                index, kind, detail = self.reports.get(timeout=0.2)
+                if kind == "error":
+                    return detail
+                ready.add(index)
+            for index, process in self.workers.items():
+                if process.exitcode is not None and index not in ready:
+                    return f"worker {index} exited with code {process.exitcode} while starting"
+        return None
+
+    def supervise(self) -> int:
+        """Replace workers that die, until a signal asks to stop (0) or they die too often (1)."""
+        while not self.stopping:
+            wait([process.sentinel for process in self.workers.values()], timeout=0.5)
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    index, kind, detail = self.reports.get_nowait()
+                    if kind == "error":
+                        log.error("worker %d could not start: %s", index, detail)
+            for index, process in list(self.workers.items()):
+                if process.exitcode is None or self.stopping:
+                    continue
+                forget_worker_metrics(process.pid)
+                now = time.monotonic()
+                self.restarts.append(now)
+                while self.restarts and self.restarts[0] < now - RESTART_WINDOW:
+                    self.restarts.popleft()
+                if len(self.restarts) > RESTARTS:
+                    log.error("workers died %d times within %.0f s: stopping", len(self.restarts), RESTART_WINDOW)
+                    return 1
+                log.warning("worker %d (pid %d) exited with code %s: starting another", index, process.pid,
+                            process.exitcode)
+                self.start(index)
+        return 0
+
+    def stop(self, grace_seconds: float) -> None:
+        """SIGTERM to every worker; those still running after the grace period (plus load time) are killed."""
+        for process in self.workers.values():
+            if process.exitcode is None:
+                with contextlib.suppress(OSError):
+                    process.terminate()
+        deadline = time.monotonic() + grace_seconds + 15
+        for process in self.workers.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                log.error("worker pid %d did not stop within the grace period: killed", process.pid)
+                process.kill()
+                process.join(5)
+
+
+def forget_worker_metrics(pid: int) -> None:
+    """A dead worker's in-flight gauge no longer counts (its counters and histograms still do)."""
+    from prometheus_client import multiprocess
+
+    with contextlib.suppress(OSError):
+        multiprocess.mark_process_dead(pid)
+
+
+def run(args, target) -> int:
+    """Serve with `args.workers` processes until SIGTERM/SIGINT; the exit code."""
+    if not supported():
+        log.error("--workers %d needs SO_REUSEPORT (Linux); use --workers 1", args.workers)
+        return 2
+    held = []
+    try:
+        for port, flag in ((args.rest_port, "--rest-port"), (args.grpc_port, "--grpc-port")):
+            if port:
+                held.append(reserve_port(args.host, port, flag))
+    except ValueError as err:
+        for sock in held:
+            sock.close()
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    metrics_dir = tempfile.mkdtemp(prefix="gan-serve-metrics-")
+    os.environ[METRICS_DIR] = metrics_dir  # the spawned workers inherit it before importing prometheus_client
+    supervisor = Supervisor(args, target, args.workers)
+
+    def on_signal(signum, frame):
+        supervisor.stopping = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        failure = supervisor.wait_ready()
+        if failure and not supervisor.stopping:
+            print(f"error: {failure}", file=sys.stderr, flush=True)
+            return 2
+        pids = ", ".join(str(p.pid) for p in supervisor.workers.values())
+        log.warning("%d workers serving on REST %s and gRPC %s (pids %s)", args.workers, args.rest_port or "off",
+                    args.grpc_port or "off", pids)
+        return supervisor.supervise()
+    finally:
+        log.warning("Shutting down %d workers", len(supervisor.workers))
+        supervisor.stop(args.grace_seconds)
+        for sock in held:
+            sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.environ.pop(METRICS_DIR, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
