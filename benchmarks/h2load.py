@@ -91,10 +91,16 @@ def ok_bytes(protocol: str, port: int, payload: Path) -> int:
     return counts["data_bytes"]
 
 
+def warm_up(protocol: str, port: int, payload: Path, seconds: float = 3.0) -> None:
+    """32 connections for a few seconds: every worker process of a multi-process server gets some."""
+    ok_bytes(protocol, port, payload)
+    _run(command(protocol, port, payload, 32, "-D", f"{round(seconds * 1000)}ms"))
+
+
 def cell(protocol: str, port: int, payload: Path, clients: int, seconds: float, workdir: Path) -> dict:
-    """`clients` callers back to back for `seconds` after a one-second warm-up: req/s, p50, p99, errors."""
+    """`clients` callers back to back for `seconds` after a two-second warm-up: req/s, p50, p99, errors."""
     good = ok_bytes(protocol, port, payload)
-    _run(command(protocol, port, payload, clients, "-D", "1"))  # warm-up: connections, first batches
+    _run(command(protocol, port, payload, clients, "-D", "2"))  # warm-up: these connections, first batches
     log = workdir / f"h2load-{protocol}-{clients}.log"
     counts = counters(_run(command(protocol, port, payload, clients, "-D", f"{round(seconds * 1000)}ms", f"--log-file={log}")))
     # The log has one line per finished request: start (us since the epoch), status, duration (us).

@@ -172,6 +172,8 @@ def run(args, model: Path, workdir: Path) -> list[dict]:
             for protocol in PROTOCOLS:
                 port = http if protocol == "http" else grpc_port
                 asyncio.run(load(protocol, port, 4, 1.0, feed))  # warm-up, and a check with a real client
+                if payloads:
+                    h2load.warm_up(protocol, port, payloads[protocol])
                 for concurrency in CONCURRENCY:
                     if payloads:
                         cell = h2load.cell(protocol, port, payloads[protocol], concurrency, args.seconds, workdir)
