@@ -102,11 +102,18 @@ def cell(protocol: str, port: int, payload: Path, clients: int, seconds: float, 
     good = ok_bytes(protocol, port, payload)
     _run(command(protocol, port, payload, clients, "-D", "2"))  # warm-up: these connections, first batches
     log = workdir / f"h2load-{protocol}-{clients}.log"
-    counts = counters(_run(command(protocol, port, payload, clients, "-D", f"{round(seconds * 1000)}ms", f"--log-file={log}")))
+    counts = counters(_run(command(protocol, port, payload, clients, "-D", f"{round(seconds * 1000)}ms",
+                                   f"--log-file={log}")))
     # The log has one line per finished request: start (us since the epoch), status, duration (us).
-    rows = np.loadtxt(log, dtype=np.int64, ndmin=2)
+    durations_us = np.loadtxt(log, dtype=np.int64, ndmin=2)[:, 2]
     log.unlink()
-    ms = rows[:, 2] / 1000 if len(rows) else np.array([np.nan])
+    return summarize(protocol, counts, durations_us, seconds, good)
+
+
+def summarize(protocol: str, counts: dict[str, int], durations_us: np.ndarray, seconds: float, good: int) -> dict:
+    """req/s, p50 and p99 (ms) and errors of one cell. A gRPC call whose response lacks the bytes
+    of a good one was an error (grpc-status in its trailers, no message)."""
+    ms = durations_us / 1000 if len(durations_us) else np.array([np.nan])
     errors = counts["failed"] + counts["non_2xx"]
     if protocol == "grpc":
         errors += max(0, counts["succeeded"] - counts["data_bytes"] // good)

@@ -52,9 +52,10 @@ class RequestCore:
     until it is answered. `readiness` says whether the server as a whole takes requests (false while
     starting or shutting down)."""
 
-    def __init__(self, manager: ModelManager, max_request_batch: int = 256, readiness=None):
+    def __init__(self, manager: ModelManager, max_request_batch: int = 256, readiness=None, workers: int = 1):
         self.manager, self.max_request_batch = manager, max_request_batch
         self._serving = readiness or (lambda: True)
+        self.workers = workers  # processes of one server (--workers): each has its own manager
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None):
         """(version, generator) of the AVAILABLE version a request names."""

@@ -191,7 +191,7 @@ async def serve(args, worker: tuple[int, object] | None = None) -> None:
     if args.rest_port and share:
         rest_socket = bind_socket(args.host, args.rest_port, share=True)
     state = {"ready": False}
-    core = RequestCore(manager, args.max_request_batch, readiness=lambda: state["ready"])
+    core = RequestCore(manager, args.max_request_batch, readiness=lambda: state["ready"], workers=args.workers)
 
     def body_limit() -> int:  # follows the served models: a new version with a wider z raises it
         dims = [g.info.latent_dim for m in manager.models.values() for g in m.versions.values()]
@@ -212,12 +212,7 @@ async def serve(args, worker: tuple[int, object] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    rest_task = loop.create_task(rest.serve(sockets=[rest_socket])) if rest else None
-    while rest and not rest.started:
-        if rest_task.done():
-            rest_task.result()
-            raise RuntimeError(f"REST server failed to start on {args.host}:{args.rest_port}")
-        await asyncio.sleep(0.02)
+    rest_task = await _start_rest(rest, rest_socket, args) if rest else None
     state["ready"] = True
     poller = loop.create_task(poll_forever(manager, args.file_system_poll_wait_seconds, args.model_config_file,
                                            args.model_config_file_poll_wait_seconds, read_models_config))
@@ -230,6 +225,21 @@ async def serve(args, worker: tuple[int, object] | None = None) -> None:
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     state["ready"] = False
     poller.cancel()
+    await _shut_down(args, manager, grpc_server, rest, rest_task)
+
+
+async def _start_rest(rest: _Uvicorn, sock: socket.socket, args) -> asyncio.Task:
+    task = asyncio.get_running_loop().create_task(rest.serve(sockets=[sock]))
+    while not rest.started:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"REST server failed to start on {args.host}:{args.rest_port}")
+        await asyncio.sleep(0.02)
+    return task
+
+
+async def _shut_down(args, manager: ModelManager, grpc_server, rest, rest_task) -> None:
+    """Both protocols stop accepting at once; in-flight requests get --grace-seconds."""
     log.warning("Shutting down: finishing in-flight requests (up to %.0fs)", args.grace_seconds)
     for batcher in list(manager.batchers.values()):
         batcher.flush()

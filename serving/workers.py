@@ -52,6 +52,7 @@ def reserve_port(host: str, port: int, flag: str) -> socket.socket:
     is accepted before a worker listens."""
     bind_socket(host, port, flag).close()  # taken by anyone: the one-line error
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as bind_socket: past TIME_WAIT
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
@@ -61,6 +62,9 @@ def die_with_parent() -> None:
     """In a worker: SIGTERM when the supervisor dies, however it dies (Linux's PR_SET_PDEATHSIG)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:

@@ -25,6 +25,7 @@ from serving.protos import open_inference as oip
 from tests.conftest import REPO
 from tests.onnx_models import LATENT, write_version
 from tests.server_harness import Server
+from tests.tfserving_cases import RELOAD_CONFIG_METHOD, ReloadConfigRequest, ReloadConfigResponse
 
 pytestmark = pytest.mark.slow
 PREDICT = {"instances": [[0.0] * LATENT]}
@@ -119,6 +120,15 @@ def test_two_workers_share_both_ports_and_one_scrape_sums_them(model, tmp_path):
         text = httpx.get(server.url + "/monitoring/prometheus/metrics", timeout=10).text
         assert ':tensorflow:serving:request_count{model_name="g",status="OK"} 300.0' in text
         assert "request_count_total" not in text and "request_count_created" not in text
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:  # it would reach one worker only
+            reload = channel.unary_unary(RELOAD_CONFIG_METHOD, request_serializer=lambda m: m.SerializeToString(),
+                                         response_deserializer=ReloadConfigResponse.FromString)
+            request = ReloadConfigRequest()
+            request.config.model_config_list.config.add(name="g", base_path=str(model))
+            with pytest.raises(grpc.RpcError) as refused:
+                reload(request, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "runs 2 worker processes" in refused.value.details()
     finally:
         assert server.stop() == 0
 

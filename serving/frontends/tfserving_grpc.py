@@ -104,6 +104,10 @@ async def reload_config(core: RequestCore, request):
     if request.config.WhichOneof("config") != "model_config_list":
         raise RequestError("INVALID_ARGUMENT", "ServerModelConfig type not supported by "
                            "HandleReloadConfigRequest. Only ModelConfigList is currently supported")
+    if core.workers > 1:
+        raise RequestError("FAILED_PRECONDITION", f"this server runs {core.workers} worker processes (--workers) and "
+                           "a reload would reach only one of them; change the --model_config_file and let "
+                           "--model_config_file_poll_wait_seconds apply it to all, or run with --workers 1")
     try:
         await core.manager.apply(models_from_proto(request.config))
     except LabelError as err:
