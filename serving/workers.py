@@ -157,6 +157,10 @@ def run(args, target) -> int:
     if not supported():
         log.error("--workers %d needs SO_REUSEPORT (Linux); use --workers 1", args.workers)
         return 2
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if args.workers > cores:
+        log.warning("--workers %d is more than the %d cores this process may use: they will take turns on them",
+                    args.workers, cores)
     held = []
     try:
         for port, flag in ((args.rest_port, "--rest-port"), (args.grpc_port, "--grpc-port")):
