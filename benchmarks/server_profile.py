@@ -2,12 +2,14 @@
 side-by-side benchmark's load generator drives it, and the stacks are summed per function.
 
     python -m benchmarks.server_profile [--protocol grpc] [--clients 32] [--seconds 12] [--model X.onnx]
-        [--py-spy /tmp/pyspy-venv/bin/py-spy]
+        [--gil] [--load-generator h2load] [--py-spy /tmp/pyspy-venv/bin/py-spy]
 
 py-spy (pip install py-spy, in any environment) attaches to the running server (as root, or with
 ptrace allowed) and samples every thread, including native frames' Python callers (--idle off: only
 frames on CPU). Prints the top functions by own time and by inclusive time, and the share of samples
-in onnxruntime's run versus everything else (the Python overhead batching cannot remove).
+in onnxruntime's run versus everything else (the Python overhead batching cannot remove). `--gil`
+samples only the thread holding the GIL: what caps one server process (onnxruntime releases it).
+One server process (--workers 1): the profile of one worker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from benchmarks import h2load
 from benchmarks.server_peers import launch, load, model_feed, stop
 
 
@@ -53,29 +56,39 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--py-spy", default="py-spy")
+    parser.add_argument("--gil", action="store_true", help="Sample only the thread holding the GIL.")
+    parser.add_argument("--load-generator", choices=("h2load", "tritonclient"), default="h2load")
     parser.add_argument("--ours-args", default="", type=lambda s: s.split())
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/server_profile.txt"))
+    parser.add_argument("--output", type=Path, default=None,
+                        help="Default: benchmarks/results/server_profile.txt (server_profile_gil.txt with --gil).")
     args = parser.parse_args(argv)
+    args.workers = 1
     with tempfile.TemporaryDirectory() as tmp:
         proc, http, grpc_port = launch("ours", args.model, args, Path(tmp))
         raw = Path(tmp) / "stacks.txt"
+        port = grpc_port if args.protocol == "grpc" else http
         try:
             feed = model_feed(args.model)
-            asyncio.run(load(args.protocol, grpc_port if args.protocol == "grpc" else http, 4, 1.0, feed))
+            asyncio.run(load(args.protocol, port, 4, 1.0, feed))
             spy = threading.Thread(target=subprocess.run, args=([args.py_spy, "record", "--pid", str(proc.pid),
                                    "--duration", str(int(args.seconds) - 2), "--rate", "250", "--format", "raw",
-                                   "--output", str(raw), "--nonblocking"],),
+                                   "--output", str(raw), *(["--gil"] if args.gil else ["--nonblocking"])],),
                                    kwargs={"capture_output": True, "timeout": args.seconds + 60})
             spy.start()
-            cell = asyncio.run(load(args.protocol, grpc_port if args.protocol == "grpc" else http, args.clients,
-                                    args.seconds, feed))
+            if args.load_generator == "h2load":
+                payload = h2load.write_payloads(feed, Path(tmp))[args.protocol]
+                cell = h2load.cell(args.protocol, port, payload, args.clients, args.seconds, Path(tmp))
+            else:
+                cell = asyncio.run(load(args.protocol, port, args.clients, args.seconds, feed))
             spy.join()
         finally:
             stop(proc)
-        report = f"{args.protocol}, {args.clients} clients: {cell['rps']:.1f} req/s, p50 {cell['p50_ms']:.2f} ms, " \
-                 f"p99 {cell['p99_ms']:.2f} ms\n\n" + summarize(raw)
-    args.output.parent.mkdir(exist_ok=True)
-    args.output.write_text(report + "\n")
+        report = f"{args.protocol}, {args.clients} clients from {args.load_generator}" \
+                 f"{', GIL holder only' if args.gil else ''}: {cell['rps']:.1f} req/s, p50 {cell['p50_ms']:.2f} ms, " \
+                 f"p99 {cell['p99_ms']:.2f} ms (under the profiler)\n\n" + summarize(raw)
+    output = args.output or Path("benchmarks/results") / ("server_profile_gil.txt" if args.gil else "server_profile.txt")
+    output.parent.mkdir(exist_ok=True)
+    output.write_text(report + "\n")
     print(report)
 
 

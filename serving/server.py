@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Server processes sharing both ports (SO_REUSEPORT, Linux), under one supervisor that "
                         "restarts a worker that dies. Each loads the models and batches its own requests; metrics "
                         "show the sum over all. More than 1 pays when one process's Python is the limit and "
-                        "cores are free (serving/workers.py; on 2 cores: gRPC 1,450 -> 1,820 req/s at 32 clients).")
+                        "cores are free; the kernel spreads connections, so one client connection meets one worker "
+                        "(serving/workers.py; BENCHMARKS.md 4b).")
     p.add_argument("--max-request-batch", type=int, default=256, help="Most rows one request may ask for.")
     p.add_argument("--max-body-bytes", type=int, default=None,
                    help="Largest request body, REST and gRPC (default: twice the largest legal request of the "
