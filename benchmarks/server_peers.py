@@ -14,9 +14,9 @@ max_batch_size 32, max_batch_time 2 ms; KServe's ModelServer has none, its batch
 sidecar). `--workers N` gives each its own multi-process knob: ours `--workers`, KServe's
 ModelServer `workers` (REST processes; its gRPC stays in one), MLServer `parallel_workers`.
 Load: single-sample requests (gRPC, and HTTP with JSON tensors, which every peer reads) at 1, 8
-and 32 concurrent clients on loopback, from `h2load` (C: a few percent of a core, see
-benchmarks/h2load.py) or tritonclient's asyncio clients (Python: about a core of its own, shared
-with the server on a 2-core machine). One server runs at a time; tritonclient checks each first.
+and 32 concurrent clients on loopback, from `h2load` (C: ~0.04 ms of CPU a call, see
+benchmarks/h2load.py) or tritonclient's asyncio clients (Python: 0.3-0.55 ms a call, taken from
+the server's two cores). One server runs at a time; tritonclient checks each first.
 The table gives requests/s, p50, p99 (ms) and errors per cell.
 """
 
@@ -200,8 +200,8 @@ def main(argv=None) -> None:
     parser.add_argument("--kserve-venv", default="/tmp/peers-kserve")
     parser.add_argument("--mlserver-venv", default="/tmp/peers-mlserver")
     parser.add_argument("--load-generator", choices=("h2load", "tritonclient"), default="h2load",
-                        help="h2load (C, a few percent of a core; Debian's nghttp2-client) or tritonclient's "
-                        "asyncio clients (Python, about a core of its own on this machine).")
+                        help="h2load (C, ~0.04 ms of CPU a call; Debian's nghttp2-client) or tritonclient's "
+                        "asyncio clients (Python, 0.3-0.55 ms a call, from the cores the server runs on).")
     parser.add_argument("--ours-args", default="", type=lambda s: s.split(), help="Extra flags for our server.")
     args = parser.parse_args(argv)
     if args.load_generator == "h2load" and not h2load.available():
