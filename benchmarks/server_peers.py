@@ -217,9 +217,11 @@ def main(argv=None) -> None:
                  for r in rows], ["server", "protocol", "clients", "req/s", "p50 ms", "p99 ms", "errors"]))
     name = "server_peers" if args.servers == ["ours", "kserve", "mlserver"] and not args.ours_args else \
         "server_peers-" + "-".join(args.servers) + ("-variant" if args.ours_args else "")
-    name += ("-h2load" if args.load_generator == "h2load" else "") + (f"-workers{args.workers}" if args.workers > 1 else "")
-    path = save(name, {"rows": rows, "ours_args": args.ours_args, "load_generator": args.load_generator, "versions": versions(args), "seconds": args.seconds,
-                                 "threads": args.threads, "workers": args.workers, "machine_facts": machine()})
+    name += "-h2load" if args.load_generator == "h2load" else ""
+    name += f"-workers{args.workers}" if args.workers > 1 else ""
+    path = save(name, {"rows": rows, "ours_args": args.ours_args, "load_generator": args.load_generator,
+                       "versions": versions(args), "seconds": args.seconds, "threads": args.threads,
+                       "workers": args.workers, "machine_facts": machine()})
     print(f"saved {path}")
 
 

@@ -86,7 +86,8 @@ def main(argv=None) -> None:
         report = f"{args.protocol}, {args.clients} clients from {args.load_generator}" \
                  f"{', GIL holder only' if args.gil else ''}: {cell['rps']:.1f} req/s, p50 {cell['p50_ms']:.2f} ms, " \
                  f"p99 {cell['p99_ms']:.2f} ms (under the profiler)\n\n" + summarize(raw)
-    output = args.output or Path("benchmarks/results") / ("server_profile_gil.txt" if args.gil else "server_profile.txt")
+    default = "server_profile_gil.txt" if args.gil else "server_profile.txt"
+    output = args.output or Path("benchmarks/results") / default
     output.parent.mkdir(exist_ok=True)
     output.write_text(report + "\n")
     print(report)

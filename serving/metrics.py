@@ -25,7 +25,8 @@ TF_REQUEST_COUNT = ":tensorflow:serving:request_count"
 MAX_TF_SERIES = 1000
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # TF Serving names its counter without prometheus_client's `_total` suffix and has no `_created` series.
-_TF_COUNT_CREATED = re.compile(rb"^(?:# (?:HELP|TYPE) )?" + re.escape(TF_REQUEST_COUNT.encode()) + rb"_created[ {].*\n", re.MULTILINE)
+_TF_COUNT_CREATED = re.compile(rb"^(?:# (?:HELP|TYPE) )?" + re.escape(TF_REQUEST_COUNT.encode()) + rb"_created[ {].*\n",
+                               re.MULTILINE)
 
 
 def tf_serving_names(text: bytes) -> bytes:

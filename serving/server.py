@@ -31,8 +31,8 @@ import sys
 import grpc
 import uvicorn
 
-from serving.batching import DynamicBatcher
 from serving import workers
+from serving.batching import DynamicBatcher
 from serving.connections import bind_socket, connection_cap, guarded_h11_protocol, raise_fd_limit
 from serving.core import RequestCore
 from serving.flags import add_tfserving_flags, refuse_not_applicable, resolve

@@ -2,7 +2,7 @@
 
 Why processes: one server process answers at most what one Python thread can. grpc.aio's
 machinery and our per-request code run under the GIL (onnxruntime does not), so one process
-tops out near 1,450 gRPC req/s on the 2-core benchmark machine with part of a core idle
+tops out near 1,300-1,500 gRPC req/s on the 2-core benchmark machine with part of a core idle
 (BENCHMARKS.md 4b). N processes bind the same ports with SO_REUSEPORT and the kernel spreads
 connections among them. Each worker loads and watches the models itself and batches its own
 requests; all record metrics into one directory of prometheus_client's multiprocess files, so a
@@ -181,7 +181,9 @@ def run(args, target) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         failure = supervisor.wait_ready()
-        if failure and not supervisor.stopping:
+        if supervisor.stopping:  # a signal while starting: stop, as one process would
+            return 0
+        if failure:
             print(f"error: {failure}", file=sys.stderr, flush=True)
             return 2
         pids = ", ".join(str(p.pid) for p in supervisor.workers.values())
