@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,6 +155,21 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_serving_goes_on(model, tmp
         assert ok == 60, "the killed worker's counts are kept"
     finally:
         assert server.stop() == 0
+
+
+def test_workers_that_cannot_come_back_make_the_supervisor_give_up(model, tmp_path):
+    server = start(model, tmp_path)
+    try:
+        first = children(server.proc.pid)
+        shutil.rmtree(model / "1")  # a replacement now finds no version to load, and exits
+        os.kill(first[0], signal.SIGKILL)
+        assert server.proc.wait(timeout=120) == 1, "the supervisor restarted a failing worker forever"
+        log = Path(server.log_path).read_text()
+        assert "could not start: model 'g'" in log and "workers died 6 times within 60 s: stopping" in log
+        assert not alive(first[1]), "the surviving worker was left running"
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
 
 
 def test_sigterm_stops_every_worker_and_removes_the_metrics_files(model, tmp_path):
