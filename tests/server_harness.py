@@ -31,6 +31,16 @@ def wait_until_ready(url: str, proc: subprocess.Popen, output, timeout: float = 
     raise TimeoutError(f"the server was not ready after {timeout:.0f} s:\n{output()}")
 
 
+def wait_for(condition, timeout: float = 60, what: str = "the condition"):
+    """Poll `condition` until it holds (a generous bound for a loaded 2-core machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+
+
 class Server:
     def __init__(self, args, log_path, rest_port: int | None = None, grpc_port: int | None = None, cwd=REPO):
         self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()

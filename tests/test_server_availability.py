@@ -14,21 +14,11 @@ import httpx
 import pytest
 
 from tests.onnx_models import LATENT, model_bytes, write_version
-from tests.server_harness import Server
+from tests.server_harness import Server, wait_for
 from tests.tfserving_cases import RELOAD_CONFIG_METHOD, ReloadConfigRequest, ReloadConfigResponse
 
 pytestmark = pytest.mark.slow
 PREDICT = {"instances": [[0.0] * LATENT]}
-
-
-def wait_for(condition, timeout: float = 60, what: str = "the condition"):
-    """Poll `condition` until it holds (a generous bound for a loaded 2-core machine)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
 
 
 def states(url: str, name: str = "g") -> dict[int, str]:

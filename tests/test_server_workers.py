@@ -25,20 +25,11 @@ from serving.metrics import ServerMetrics, tf_serving_names
 from serving.protos import open_inference as oip
 from tests.conftest import REPO
 from tests.onnx_models import LATENT, write_version
-from tests.server_harness import Server
+from tests.server_harness import Server, wait_for
 from tests.tfserving_cases import RELOAD_CONFIG_METHOD, ReloadConfigRequest, ReloadConfigResponse
 
 pytestmark = pytest.mark.slow
 PREDICT = {"instances": [[0.0] * LATENT]}
-
-
-def wait_for(condition, timeout: float = 60, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
 
 
 def children(pid: int) -> list[int]:
