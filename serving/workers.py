@@ -101,7 +101,19 @@ class Supervisor:
                 ready.add(index)
             for index, process in self.workers.items():
                 if process.exitcode is not None and index not in ready:
-                    return f"worker {index} exited with code {process.exitcode} while starting"
+                    return self._last_words() or f"worker {index} exited with code {process.exitcode} while starting"
+        return None
+
+    def _last_words(self) -> str | None:
+        """The error a worker reported as it exited (its queue message may trail its exit)."""
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                _, kind, detail = self.reports.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if kind == "error":
+                return detail
         return None
 
     def supervise(self) -> int:
