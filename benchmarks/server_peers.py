@@ -163,6 +163,14 @@ def versions(args) -> dict:
             "mlserver": "mlserver, onnxruntime: " + pip_version(args.mlserver_venv, "mlserver")}
 
 
+def one_cell(args, protocol: str, port: int, clients: int, feed: dict, payloads: dict | None,
+             workdir: Path) -> dict:
+    """One cell from the chosen load generator: h2load when `payloads` (its request bodies) are given."""
+    if payloads:
+        return h2load.cell(protocol, port, payloads[protocol], clients, args.seconds, workdir)
+    return asyncio.run(load(protocol, port, clients, args.seconds, feed))
+
+
 def run(args, model: Path, workdir: Path) -> list[dict]:
     feed, rows = model_feed(model), []
     payloads = h2load.write_payloads(feed, workdir) if args.load_generator == "h2load" else None
@@ -175,10 +183,7 @@ def run(args, model: Path, workdir: Path) -> list[dict]:
                 if payloads:
                     h2load.warm_up(protocol, port, payloads[protocol])
                 for concurrency in CONCURRENCY:
-                    if payloads:
-                        cell = h2load.cell(protocol, port, payloads[protocol], concurrency, args.seconds, workdir)
-                    else:
-                        cell = asyncio.run(load(protocol, port, concurrency, args.seconds, feed))
+                    cell = one_cell(args, protocol, port, concurrency, feed, payloads, workdir)
                     rows.append({"server": name, "protocol": protocol, "concurrency": concurrency, **cell})
                     print(f"{name:8s} {protocol:4s} c={concurrency:2d}: {cell['rps']:7.1f} req/s  p50 "
                           f"{cell['p50_ms']:6.2f} ms  p99 {cell['p99_ms']:6.2f} ms  errors {cell['errors']}", flush=True)

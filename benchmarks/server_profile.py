@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 from benchmarks import h2load
-from benchmarks.server_peers import launch, load, model_feed, stop
+from benchmarks.server_peers import launch, load, model_feed, one_cell, stop
 
 
 def summarize(raw: Path, top: int = 25) -> str:
@@ -75,11 +75,8 @@ def main(argv=None) -> None:
                                    "--output", str(raw), *(["--gil"] if args.gil else ["--nonblocking"])],),
                                    kwargs={"capture_output": True, "timeout": args.seconds + 60})
             spy.start()
-            if args.load_generator == "h2load":
-                payload = h2load.write_payloads(feed, Path(tmp))[args.protocol]
-                cell = h2load.cell(args.protocol, port, payload, args.clients, args.seconds, Path(tmp))
-            else:
-                cell = asyncio.run(load(args.protocol, port, args.clients, args.seconds, feed))
+            payloads = h2load.write_payloads(feed, Path(tmp)) if args.load_generator == "h2load" else None
+            cell = one_cell(args, args.protocol, port, args.clients, feed, payloads, Path(tmp))
             spy.join()
         finally:
             stop(proc)

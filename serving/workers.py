@@ -34,6 +34,8 @@ import tempfile
 import time
 from multiprocessing.connection import wait
 
+from prometheus_client import multiprocess
+
 from serving.connections import bind_socket
 
 log = logging.getLogger("serving.workers")
@@ -158,8 +160,6 @@ class Supervisor:
 
 def forget_worker_metrics(pid: int) -> None:
     """A dead worker's in-flight gauge no longer counts (its counters and histograms still do)."""
-    from prometheus_client import multiprocess
-
     with contextlib.suppress(OSError):
         multiprocess.mark_process_dead(pid)
 
