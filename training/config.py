@@ -100,8 +100,9 @@ class TrainConfig:
     label_smoothing: float = _opt(0.0, "One-sided label smoothing for real labels (bce only).")
     gp_weight: float = _opt(10.0, "Gradient-penalty weight (wgan-gp only).")
     d_steps: int | None = _opt(None, "Discriminator steps per generator step. Default: 5 for wgan-gp, else 1.")
-    d_lr: float = _opt(1.6e-3, "Discriminator learning rate (Adam). With R1 + R2 (and beta_1 0), 1.6e-3 beat 8e-4 and "
-                       "1.2e-3 at equal wall clock (BENCHMARKS.md section 0); without the penalties 8e-4 was best.")
+    d_lr: float = _opt(1.6e-3, "Discriminator learning rate (Adam). With R1 + R2 (and beta_1 0), 1.6e-3 beat 8e-4 at "
+                       "equal wall clock on 3 seeds, and 1.2e-3 on the one seed tried (BENCHMARKS.md section 0); "
+                       "without the penalties 8e-4 was best.")
     g_lr: float = _opt(1.6e-3, "Generator learning rate (Adam); the EMA generator smooths what a high rate makes noisy.")
     lr_decay: str = _opt("none", "Decay both learning rates over the run's steps (--epochs x steps per epoch), as a "
                          "function of the step alone so a resumed run follows the same curve: cosine or linear, down "
