@@ -91,7 +91,7 @@ class TrainConfig:
     # Optimisation
     batch_size: int = _opt(64, "Global batch size, split evenly across replicas.")
     epochs: int = _opt(64, "Number of epochs. The default is fixed so one command gives one model everywhere: on "
-                       "mnist-sample (78 steps an epoch) 4.7-5.5 min (282-330 s in five runs) at ~1,130-1,300 "
+                       "mnist-sample (78 steps an epoch) 4.7-5.6 min (282-336 s in six runs) at ~1,080-1,300 "
                        "img/s median, measured on a 2-core AMD EPYC with AVX-512, "
                        "about 10 min without AVX-512 (estimated), less on a GPU; quality still improves at 64 "
                        "(BENCHMARKS.md section 0), so raise it where time allows, or bound a run with --max-minutes.")
