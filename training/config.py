@@ -24,6 +24,14 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 LR_DECAYS = ("none", "cosine", "linear")
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker")
 CLUSTERS = ("auto", "tf-config", "slurm", "indexed-job", "trainjob")
+RECIPES = ("auto", "digits", "photos")
+
+# Each dataset's image size and channels when --image-size and --channels are left out.
+DATASET_SHAPES = {"mnist-sample": (28, 1), "mnist": (28, 1), "fashion_mnist": (28, 1), "idx": (28, 1),
+                  "cifar10": (32, 3), "folder": (64, 3)}
+# The photo recipe: the settings that differ from the dataclass defaults (the digit recipe), for
+# colour images of 32 px and up; chosen at equal wall clock on CIFAR-10 (BENCHMARKS.md, "Photos").
+PHOTO_RECIPE: dict[str, Any] = {"width": 32, "d_lr": 4e-4, "g_lr": 4e-4, "upsampling": "nearest"}
 
 # Keys that may change between a run and its resumption without making it a different run.
 # Learning rates may change too: lowering them and resuming is the usual answer to divergence.
@@ -35,7 +43,7 @@ RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "output_dir", "verbose", "c
 
 # config.json's schema. Version 1 files carry no "config_version"; MIGRATIONS[v] turns a version-v
 # mapping into version v + 1, so a run whose flags were renamed since it started still resumes.
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 VERSION_KEY = "config_version"
 # Paths, compared as absolute paths (runs before version 2 stored them as typed).
 PATH_KEYS = ("data_dir", "eval_reference_dir")
@@ -53,7 +61,14 @@ def _from_v1(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-MIGRATIONS = {1: _from_v1}
+def _from_v2(values: dict[str, Any]) -> dict[str, Any]:
+    """--recipe arrived: every saved run before it used the dataclass defaults, the digit recipe.
+    (`migrate` skips this for unversioned mappings: flags and --config files get the recipe for
+    their shape.)"""
+    return {"recipe": "digits", **values}
+
+
+MIGRATIONS = {1: _from_v1, 2: _from_v2}
 
 
 # What this invocation does with the run directory, not what the run is: never compared, and
@@ -76,6 +91,12 @@ class TrainConfig:
     )
     channels: int | None = _opt(None, "1 (grayscale) or 3 (RGB). Default: the dataset's own.")
     conditional: bool = _opt(False, "Class-conditional GAN: needs a labelled dataset.")
+    recipe: str = _opt("digits", "The defaults every other flag starts from. auto: photos for colour images of 32 px and "
+                       "up (--channels 3, --dataset cifar10, or --dataset folder, whose default is 64x64x3), else "
+                       "digits. digits: the defaults shown below, chosen on MNIST. photos: the same but "
+                       + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in PHOTO_RECIPE.items())
+                       + ", chosen at equal wall clock on CIFAR-10. A flag you give always wins.",
+                       choices=RECIPES, cli_default="auto")
     # Model
     latent_dim: int = _opt(64, "Size of the generator's noise vector z.")
     width: int = _opt(16, "Width multiplier: filters of the widest-resolution conv layer. 16 beat 24 and 32 at equal "
@@ -172,7 +193,7 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"--{_flag(key)} must be positive, got {getattr(self, key)}.")
-        for key, choices in (("dataset", DATASETS), ("loss", LOSSES), ("strategy", STRATEGIES)):
+        for key, choices in (("dataset", DATASETS), ("loss", LOSSES), ("strategy", STRATEGIES), ("recipe", RECIPES)):
             if getattr(self, key) not in choices:
                 raise ConfigError(
                     f"Unknown --{key} {getattr(self, key)!r}. Choose one of: {', '.join(choices)}."
@@ -228,7 +249,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a flat mapping, accepting `image-size` or `image_size`; unknown keys are an error.
-        A mapping of an older schema version (config.json of an older run) is migrated first."""
+        A mapping of an older schema version (config.json of an older run) is migrated first. Keys the
+        mapping leaves out take the recipe's value (`recipe_for`), else the dataclass default."""
         known = {f.name for f in dataclasses.fields(cls)}
         normalized = migrate({str(k).replace("-", "_"): v for k, v in values.items()}, source)
         unknown = sorted(set(normalized) - known)
@@ -237,7 +259,8 @@ class TrainConfig:
                 f"Unknown key(s) in {source}: {', '.join(unknown)}. "
                 f"Valid keys are the long flag names, e.g. image_size or batch_size (see --help)."
             )
-        return cls(**normalized)
+        name, _ = recipe_for(normalized)
+        return cls(**{**(PHOTO_RECIPE if name == "photos" else {}), **normalized, "recipe": name})
 
     def save(self, path: Path) -> None:
         from common.atomic import write_text_atomic
@@ -254,6 +277,19 @@ class TrainConfig:
         return sorted(k for k in mine if k not in ignored and mine[k] != theirs.get(k))
 
 
+def recipe_for(values: dict[str, Any]) -> tuple[str, str]:
+    """`(recipe, why)` for a mapping of settings: its `recipe` unless "auto" or absent, else photos
+    for colour images of 32 px and up (the shape the dataset and flags describe), else digits."""
+    given = values.get("recipe", "auto")
+    if given != "auto":
+        return given, f"--recipe {given}"
+    size, channels = DATASET_SHAPES.get(values.get("dataset", "mnist-sample"), (28, 1))
+    size, channels = values.get("image_size") or size, values.get("channels") or channels
+    if channels == 3 and size >= 32:
+        return "photos", f"{size}x{size}x3 colour images"
+    return "digits", f"{size}x{size}x{channels} images" + (" (photos are colour, 32 px and up)" if channels == 3 else "")
+
+
 def _flag(key: str) -> str:
     return key.replace("_", "-")
 
@@ -266,10 +302,13 @@ def absolute_path(path: str | None) -> str | None:
 def migrate(values: dict[str, Any], source: str) -> dict[str, Any]:
     """A mapping of any known schema version, as the current version (without the version key)."""
     values = dict(values)
+    stated = VERSION_KEY in values
     version = values.pop(VERSION_KEY, 1)
     if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
         raise ConfigError(f"{source} has {VERSION_KEY} {version!r}; this gan-serve reads versions 1 to "
                           f"{CONFIG_VERSION}. Use the gan-serve version that wrote it, or a newer one.")
     for step in range(version, CONFIG_VERSION):
+        if step == 2 and not stated:
+            continue
         values = MIGRATIONS[step](values)
     return values

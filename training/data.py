@@ -10,19 +10,16 @@ global batch gives the same noise on 1 or N replicas.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from common.realdata import RealDataError, read_idx, read_mnist_sample
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+from common.realdata import (RealDataError, fingerprint, fit_image, read_idx, read_image_folder,  # noqa: F401
+                             read_mnist_sample)
 KERAS_DATASETS = {
     # name: (keras.datasets module, file the loader caches under <keras cache>/datasets, classes)
     "mnist": ("mnist", "mnist.npz", [str(i) for i in range(10)]),
@@ -67,11 +64,7 @@ class ImageData:
 
     def fingerprint(self) -> str:
         """SHA-256 (first 24 hex digits) of the pixels as trained on, and of the labels when there are any."""
-        digest = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
-        digest.update(str(self.images.shape).encode())
-        if self.labels is not None:
-            digest.update(np.asarray(self.labels, np.int64).tobytes())
-        return digest.hexdigest()[:24]
+        return fingerprint(self.images, self.labels)
 
 
 # -- loaders --------------------------------------------------------------------------------------
@@ -139,52 +132,17 @@ def load_idx(data_dir: str | os.PathLike) -> ImageData:
     return ImageData(np.concatenate(images), all_labels, class_names)
 
 
-def _load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return fit_image(image, image_size, channels)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"Cannot read image {path} ({err}). Remove or replace the file.") from None
-
-
-def fit_image(image: Image.Image, image_size: int, channels: int) -> np.ndarray:
-    """A folder image as training sees it: center-cropped square, bicubic to `image_size`, `channels`
-    (the TFX pipeline's quality gate shapes its held-out images the same way)."""
-    image = image.convert("L" if channels == 1 else "RGB")
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side))
-    image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
-    return np.asarray(image, dtype=np.uint8).reshape(image_size, image_size, channels)
-
-
 def load_folder(data_dir: str | os.PathLike, image_size: int, channels: int, labelled: bool | None) -> ImageData:
-    """PNG/JPEG files under `data_dir` (recursively), center-cropped and resized to `image_size`.
-
-    With `labelled`, each first-level subdirectory is a class; with None, the layout decides: labelled
-    when every image sits in a class folder and there are at least two. Images are decoded once, in parallel,
-    into memory: a dataset of 100k 64x64 RGB images takes about 1.2 GB.
-    """
+    """PNG/JPEG files under `data_dir` (recursively), center-cropped and resized to `image_size`
+    (`common.realdata.read_image_folder`: with `labelled`, each first-level subdirectory is a class;
+    with None, the layout decides). Decoded once, in parallel, into memory: a dataset of 100k 64x64
+    RGB images takes about 1.2 GB."""
     root = _existing_dir(data_dir, "folder")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise DataError(f"No PNG or JPEG images under {root}. Point --data-dir at a directory of images.")
-    labels, class_names = None, None
-    class_of = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in paths]
-    loose = [p for p, c in zip(paths, class_of) if c is None]
-    if labelled is None:
-        labelled = not loose and len(set(class_of)) > 1
-    if labelled:
-        if loose:
-            raise DataError(
-                f"--conditional with --dataset folder needs one subdirectory per class, but {loose[0]} "
-                f"(and {len(loose) - 1} more) sit directly in {root}. Move them into class folders."
-            )
-        class_names = sorted(set(class_of))
-        labels = np.array([class_names.index(c) for c in class_of], dtype=np.int32)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
-        images = list(pool.map(lambda p: _load_image(p, image_size, channels), paths))
-    return ImageData(np.stack(images), labels, class_names)
+    try:
+        images, labels, class_names = read_image_folder(root, image_size, channels, labelled)
+    except RealDataError as err:
+        raise DataError(str(err)) from None
+    return ImageData(images, labels, class_names)
 
 
 def _existing_dir(data_dir: str | os.PathLike | None, dataset: str) -> Path:

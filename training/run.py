@@ -23,10 +23,13 @@ EXIT_DISK_FULL = 74  # sysexits.h EX_IOERR
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        config, tf_logs = parse_command_line(argv)
+        config, tf_logs, why = parse_command_line(argv)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    other = "digits" if config.recipe == "photos" else "photos"
+    print(f"recipe: {config.recipe} ({why}; --recipe {other} for the other defaults, and any flag you give wins)",
+          flush=True)
     quiet_tensorflow(show=tf_logs)  # before the first TensorFlow import
     with sigterm.noted():  # from here on a SIGTERM stops at the next safe point, and exits 0
         return leave(config, train_and_report(config))

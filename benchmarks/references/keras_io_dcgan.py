@@ -1,12 +1,13 @@
-"""Reference 2: the keras-io "DCGAN overriding train_step" recipe, adapted from 64x64 RGB to 28x28x1.
+"""Reference 2: the keras-io "DCGAN overriding train_step" recipe, adapted from 64x64 RGB to 28x28x1 or 32x32x3.
 
 As in the example: a `keras.Model` whose `train_step` generates fakes, concatenates them with the
 real batch, trains the discriminator on labels 1 = fake / 0 = real with 0.05 uniform label noise,
 then trains the generator against "real" labels with fresh noise; Adam(1e-4) for both, BCE on
 sigmoid outputs, images in [0, 1], latent size 128, and Keras's default `jit_compile="auto"`.
 Architecture: discriminator Conv 64-128-128 (4x4, stride 2, LeakyReLU 0.2), Dropout 0.2, Dense;
-generator Dense to 7x7x128 (8x8 in the original), Conv2DTranspose 128 and 256 (stride 2, LeakyReLU
-0.2; the original's third 512 block would overshoot 28 pixels), Conv2D 5x5 sigmoid.
+generator Dense to (size/4)x(size/4)x128 (7x7 for digits; 8x8 for 32 px, as in the original),
+Conv2DTranspose 128 and 256 (stride 2, LeakyReLU 0.2; the original's third 512 block would overshoot
+28 or 32 pixels), Conv2D 5x5 sigmoid to the data's channels.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ def build_discriminator(image_shape=(28, 28, 1), sigmoid: bool = True) -> keras.
     return keras.Model(images, layers.Dense(1, activation="sigmoid" if sigmoid else None)(x), name="kio_discriminator")
 
 
-def build_generator(latent_dim: int = LATENT_DIM, channels: int = 1, activation: str = "sigmoid") -> keras.Model:
+def build_generator(latent_dim: int = LATENT_DIM, channels: int = 1, activation: str = "sigmoid",
+                    image_size: int = 28) -> keras.Model:
     z = keras.Input((latent_dim,))
-    x = layers.Reshape((7, 7, 128))(layers.Dense(7 * 7 * 128)(z))
+    base = image_size // 4
+    x = layers.Reshape((base, base, 128))(layers.Dense(base * base * 128)(z))
     for filters in (128, 256):
         x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same")(x)
         x = layers.LeakyReLU(0.2)(x)
@@ -78,9 +81,11 @@ class KerasIoGAN(keras.Model):
         return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
 
 
-def make(seed: int = 0, batch_size: int = BATCH_SIZE, discriminator=None, generator=None, **compile_kwargs) -> KerasIoGAN:
+def make(seed: int = 0, batch_size: int = BATCH_SIZE, discriminator=None, generator=None, image_shape=(28, 28, 1),
+         **compile_kwargs) -> KerasIoGAN:
     keras.utils.set_random_seed(seed)
-    gan = KerasIoGAN(discriminator or build_discriminator(), generator or build_generator(), seed=seed)
+    gan = KerasIoGAN(discriminator or build_discriminator(image_shape),
+                     generator or build_generator(channels=image_shape[-1], image_size=image_shape[0]), seed=seed)
     gan.compile(d_optimizer=keras.optimizers.Adam(1e-4), g_optimizer=keras.optimizers.Adam(1e-4),
                 loss_fn=keras.losses.BinaryCrossentropy(), **compile_kwargs)
     return gan
@@ -108,7 +113,7 @@ class TimeLimit(keras.callbacks.Callback):
 def train(images_pm1: np.ndarray, minutes: float, seed: int = 0, batch_size: int = BATCH_SIZE,
           max_steps: int | None = None):
     """Train for a wall-clock budget (or `max_steps`) on images in [-1, 1]; return (sampler in [-1, 1], steps)."""
-    gan = make(seed, batch_size)
+    gan = make(seed, batch_size, image_shape=images_pm1.shape[1:])
     limit = TimeLimit(minutes, max_steps)
     gan.fit(dataset((images_pm1 + 1) / 2, batch_size, seed), epochs=10**6, steps_per_epoch=50,
             callbacks=[limit], verbose=0)

@@ -43,9 +43,9 @@ def build_discriminator(image_shape=(28, 28, 1)) -> keras.Model:
 
 
 class SeedGAN:
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, image_shape=(28, 28, 1)):
         keras.utils.set_random_seed(seed)
-        self.generator, self.discriminator = build_generator(), build_discriminator()
+        self.generator, self.discriminator = build_generator(image_shape), build_discriminator(image_shape)
         self.d_optimizer = keras.optimizers.Adam(2e-4, beta_1=0.5)
         self.g_optimizer = keras.optimizers.Adam(2e-4, beta_1=0.5)
         self.bce = keras.losses.BinaryCrossentropy()
