@@ -73,6 +73,27 @@ def test_overwrite_refuses_a_run_that_also_holds_a_users_file(tmp_path):
     assert run.check_compatible(TrainConfig(output_dir=str(run.root)), overwrite=False, dataset=DATASET)
 
 
+@pytest.mark.parametrize("users_file", ["samples/my_favourite.png", "checkpoints/mine/data.bin",
+                                       "tensorboard/notes.md", "tensorboard/train/notes.md", "checkpoints/keep.txt"])
+def test_overwrite_refuses_a_users_file_inside_the_runs_own_folders(tmp_path, users_file):
+    run = _a_run(tmp_path / "run")
+    (run.samples_dir / "epoch_0001.png").write_bytes(b"png")  # ours
+    (run.checkpoints_dir / "checkpoint.json").write_text("{}")
+    (run.tensorboard_dir / "train").mkdir()
+    (run.tensorboard_dir / "train" / "events.out.tfevents.1.host").write_bytes(b"")
+    assert run.foreign_entries() == []
+    path = run.root / users_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"the user's")
+    before = _names(run.root)
+    top = users_file.split("/")[0] + "/" + users_file.split("/")[1]
+    with pytest.raises(ConfigError, match=f"{top}.*--overwrite replaces only a run, so nothing was deleted"):
+        run.check_compatible(TrainConfig(output_dir=str(run.root)), overwrite=True)
+    with pytest.raises(ConfigError):
+        run.create(TrainConfig(output_dir=str(run.root)), resume=False, dataset=DATASET)
+    assert _names(run.root) == before and path.read_bytes() == b"the user's"
+
+
 def test_overwrite_empties_a_run_directory_including_a_killed_writers_temp_file(tmp_path):
     run = _a_run(tmp_path / "run")
     (run.checkpoints_dir / "ckpt-000000003.weights.h5").write_bytes(b"weights")

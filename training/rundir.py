@@ -42,6 +42,11 @@ EPOCH_RECORDS = 1024 * 1024  # a sample grid, history.json, TensorBoard events: 
 RUN_ENTRIES = frozenset({"config.json", "dataset.json", "samples", "tensorboard", "checkpoints", "history.json",
                          "generator.keras", "discriminator.keras", "generator_best.keras", "best.json",
                          "evaluation.json"})
+# What a run writes inside its directories (at any depth for TensorBoard's): anything else in them is a
+# user's, and --overwrite refuses rather than deleting it.
+RUN_FILES_INSIDE = {"samples": re.compile(r"^epoch_\d{4,}\.png$"),
+                    "checkpoints": re.compile(r"^(ckpt-\d{9}\.weights\.h5(\.damaged)?|checkpoint\.json)$"),
+                    "tensorboard": re.compile(r"^events\.out\.tfevents\..+$")}
 
 
 class RunDirectory:
@@ -91,8 +96,20 @@ class RunDirectory:
         return True
 
     def foreign_entries(self) -> list[str]:
-        """Names in the directory that no training run writes: a user's files, never ours to delete."""
-        return sorted(p.name for p in self.root.iterdir() if p.name not in RUN_ENTRIES and not is_temporary(p.name))
+        """Paths (relative to the run) that no training run writes: a user's files, never ours to
+        delete. Looks inside the run's own folders too: `samples/my_favourite.png` is the user's."""
+        foreign = [p.name for p in self.root.iterdir() if p.name not in RUN_ENTRIES and not is_temporary(p.name)]
+        for folder, ours in RUN_FILES_INSIDE.items():
+            inside = self.root / folder
+            if inside.is_symlink() or (inside.exists() and not inside.is_dir()):
+                foreign.append(folder)  # a link or a file where a run keeps a folder: not ours to empty
+                continue
+            entries = inside.rglob("*") if folder == "tensorboard" else (inside.iterdir() if inside.is_dir() else ())
+            for entry in entries:
+                if entry.is_symlink() or (entry.is_file() and not (ours.match(entry.name) or is_temporary(entry.name))) \
+                        or (entry.is_dir() and folder != "tensorboard" and not is_temporary(entry.name)):
+                    foreign.append(str(entry.relative_to(self.root)))
+        return sorted(foreign)
 
     def read_dataset(self) -> dict | None:
         return read_json(self.dataset_path) if self.dataset_path.is_file() else None
