@@ -7,9 +7,11 @@
 
 `add_tfserving_flags` adds TF Serving's flags beside ours (`--port` is `--grpc-port`,
 `--rest_api_port` is `--rest-port`, ...); `resolve` turns either spelling into the list of models
-to serve and reads the config files. TF Serving flags that have no meaning for onnxruntime (its
-TensorFlow session, TPU, SSL...) are refused by name rather than silently ignored, so a deployment
-never believes a setting took effect when it did not. The one deliberate difference: REST is on
+to serve and reads the config files. TF Serving's tuning flags (threads, warmup, its
+TensorFlow session, TPU...) are accepted with one warning line that says what each did, so a manifest
+written for tensorflow_model_server starts; those with an equivalent here set it. Flags whose absence a
+client would notice (TLS, a Unix socket, CORS, the gRPC health service) are refused by name, so a
+deployment never believes they took effect. The one deliberate difference: REST is on
 8501 by default, as in TF Serving's Docker image (the binary's own default is 0, off).
 """
 
@@ -24,21 +26,29 @@ from serving.server_config import (USED_BATCHING_FIELDS, BatchingSettings, Confi
 
 log = logging.getLogger("serving.server")
 
-# TF Serving flags (tensorflow_serving/model_servers/main.cc) that do not apply here, with what to use instead.
-NOT_APPLICABLE = {
+# TF Serving flags (tensorflow_serving/model_servers/main.cc) whose absence a client would notice
+# (TLS, a socket, CORS headers, a health service): refused by name, never silently dropped.
+REFUSED = {
     "grpc_socket_path": "gRPC listens on --host:--port only",
-    "rest_api_num_threads": "REST runs on one asyncio event loop",
     "rest_api_enable_cors_support": "put a proxy in front for CORS",
-    "enable_per_model_batching_parameters": "use --batching_parameters_file",
+    "use_alts_credentials": "terminate TLS in a proxy",
+    "ssl_config_file": "terminate TLS in a proxy",
+    "enable_per_model_batching_parameters": "one --batching_parameters_file applies to every model",
+    "enable_grpc_healthcheck_service": "poll REST /ready",
+}
+# Tuning flags: a manifest written for tensorflow_model_server keeps working. Each is accepted with
+# one warning line; the ones with an equivalent here set it (unless our own flag is given too).
+EQUIVALENT = {"tensorflow_intra_op_parallelism": "intra_op_threads",
+              "tensorflow_session_parallelism": "intra_op_threads"}
+TUNING = {
+    "rest_api_num_threads": "REST runs on one asyncio event loop",
     "num_load_threads": "versions load one at a time, off the event loop",
     "num_unload_threads": "versions unload once their in-flight requests finish",
     "flush_filesystem_caches": "onnxruntime reads the model once",
-    "tensorflow_session_parallelism": "use --intra-op-threads",
+    "tensorflow_session_parallelism": "--intra-op-threads",
     "tensorflow_session_config_file": "use --intra-op-threads and --device",
-    "tensorflow_intra_op_parallelism": "use --intra-op-threads",
-    "tensorflow_inter_op_parallelism": "use --intra-op-threads",
-    "use_alts_credentials": "terminate TLS in a proxy",
-    "ssl_config_file": "terminate TLS in a proxy",
+    "tensorflow_intra_op_parallelism": "--intra-op-threads",
+    "tensorflow_inter_op_parallelism": "onnxruntime runs one graph at a time per call",
     "platform_config_file": "the platform is always onnxruntime",
     "per_process_gpu_memory_fraction": "use --device",
     "saved_model_tags": "the server loads ONNX files, not SavedModels",
@@ -46,7 +56,6 @@ NOT_APPLICABLE = {
     "grpc_max_threads": "gRPC runs on the asyncio event loop",
     "enable_model_warmup": "onnxruntime sessions need no warmup replay",
     "num_request_iterations_for_warmup": "onnxruntime sessions need no warmup replay",
-    "version": "see pip show gan-serve",
     "remove_unused_fields_from_bundle_metagraph": "there is no MetaGraphDef",
     "prefer_tflite_model": "the server loads ONNX files",
     "num_tflite_pools": "the server loads ONNX files",
@@ -58,9 +67,13 @@ NOT_APPLICABLE = {
     "thread_pool_factory_config_file": "use --num-batch-threads",
     "mixed_precision": "export a float16 variant instead",
     "skip_initialize_tpu": "there is no TPU support",
-    "enable_grpc_healthcheck_service": "poll REST /ready",
     "enable_serialization_as_tensor_content": "responses always use tensor_content",
 }
+# Tuning flags that are booleans: absl lets them stand alone (--enable_model_warmup); the others take a value.
+BOOLEAN_TUNING = {"flush_filesystem_caches", "enable_model_warmup", "remove_unused_fields_from_bundle_metagraph",
+                  "prefer_tflite_model", "enable_signature_method_name_check", "xla_cpu_compilation_enabled",
+                  "xla_gpu_compilation_enabled", "enable_profiler", "skip_initialize_tpu",
+                  "enable_serialization_as_tensor_content"}
 
 
 def parse_bool(text: str) -> bool:
@@ -116,14 +129,43 @@ def parse_labels(text: str) -> dict[str, int]:
 
 
 def refuse_not_applicable(argv: list[str]) -> str | None:
-    """The error for the first TF Serving flag that has no meaning here, else None."""
+    """The error for the first TF Serving flag whose absence a client would notice, else None."""
     for token in argv:
         if token.startswith("--"):
             name = token[2:].split("=", 1)[0]
-            if name in NOT_APPLICABLE:
-                return (f"--{name} is a TensorFlow Serving flag that does not apply to the onnxruntime server "
-                        f"({NOT_APPLICABLE[name]}); remove it")
+            if name in REFUSED:
+                return (f"--{name} is a TensorFlow Serving flag that the onnxruntime server cannot honour "
+                        f"({REFUSED[name]}); remove it")
     return None
+
+
+def split_tuning(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """`(argv without TF Serving's tuning flags, [(name, value)] of those flags)`, in either absl
+    spelling: `--name=value`, `--name value`, or a boolean standing alone."""
+    rest, tuning, tokens = [], [], iter(argv)
+    for token in tokens:
+        name, has_value, value = token[2:].partition("=") if token.startswith("--") else ("", False, "")
+        if name not in TUNING:
+            rest.append(token)
+        elif has_value or name in BOOLEAN_TUNING:
+            tuning.append((name, value if has_value else "true"))
+        else:
+            tuning.append((name, next(tokens, "")))
+    return rest, tuning
+
+
+def apply_tuning(args: argparse.Namespace, tuning: list[tuple[str, str]]) -> str | None:
+    """Set the equivalents of `tuning` on `args`; return the one warning line that says what each
+    flag did (None without any)."""
+    said = []
+    for name, value in tuning:
+        ours = EQUIVALENT.get(name)
+        if ours and value.strip().isdigit() and int(value) > 0 and not getattr(args, ours):
+            setattr(args, ours, int(value))
+            said.append(f"--{name}={value} (as --{ours.replace('_', '-')} {value})")
+        else:
+            said.append(f"--{name}={value} (no effect: {TUNING[name]})")
+    return ("TensorFlow Serving tuning flag(s) accepted: " + "; ".join(said)) if said else None
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:

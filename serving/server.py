@@ -35,7 +35,7 @@ from serving import workers
 from serving.batching import DynamicBatcher
 from serving.connections import bind_socket, connection_cap, guarded_h11_protocol, raise_fd_limit
 from serving.core import RequestCore
-from serving.flags import add_tfserving_flags, refuse_not_applicable, resolve
+from serving.flags import add_tfserving_flags, apply_tuning, refuse_not_applicable, resolve, split_tuning
 from serving.frontends.grpc_app import build_handlers
 from serving.frontends.rest_app import create_app
 from serving.frontends.rest_common import RestContext
@@ -268,12 +268,25 @@ def worker_main(args, index: int, reports) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    refused = refuse_not_applicable(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    refused = refuse_not_applicable(argv)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
+    if "--version" in argv or any(a.startswith("--version=") for a in argv):  # TF Serving's --version
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"gan-serve {version('gan-serve')} (the onnxruntime server; TensorFlow Serving's APIs)")
+        except PackageNotFoundError:
+            print("gan-serve (not installed as a package)")
+        return 0
+    argv, tuning = split_tuning(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    said = apply_tuning(args, tuning)
+    if said:
+        logging.getLogger("serving.server").warning("%s", said)
     try:
         resolve(args)
         if args.workers > 1:

@@ -88,6 +88,33 @@ def test_sigterm_writes_a_backup_and_exits_0_then_the_next_run_resumes(tmp_path)
     assert f"done: {epochs * 50}/{epochs * 50} steps" in resumed.stdout
 
 
+def test_ctrl_c_writes_a_checkpoint_and_names_the_command_that_resumes(tmp_path):
+    """No --output-dir: the run's directory is named before training starts, so the message after
+    Ctrl-C is a command that resumes this run (not one that starts another), and running it does."""
+    args = [*TINY, "--epochs", "200", "--steps-per-epoch", "50", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen([sys.executable, "-m", "training.run", *args], cwd=tmp_path,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+                                 "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: list(tmp_path.glob("runs/*/samples/epoch_0001.png")), proc=proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-3000:]
+    assert time.monotonic() - sent < 60 and "Traceback" not in out
+    found = re.search(r"interrupted: checkpoint written at step (\d+)/10000; resume with: (.+)", out)
+    assert found, out[-3000:]
+    step, command = int(found.group(1)), found.group(2).split()
+    run_dir = next(tmp_path.glob("runs/*"))
+    assert checkpoint_step(run_dir) == step >= 50
+    assert command[:3] == ["python", "-m", "training.run"] and command[-2:] == ["--output-dir", f"runs/{run_dir.name}"]
+    epochs = step // 50 + 1
+    resumed = run_python(*command[1:3], *[a if a != "200" else str(epochs) for a in command[3:]], cwd=tmp_path,
+                         env={"PYTHONPATH": str(REPO)})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming at step {step}" in resumed.stdout and len(list(tmp_path.glob("runs/*"))) == 1
+
+
 def _catches_sigterm(pid: int) -> bool:
     caught = next(line for line in open(f"/proc/{pid}/status") if line.startswith("SigCgt:"))
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))

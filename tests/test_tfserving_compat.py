@@ -55,13 +55,43 @@ def test_tf_serving_flags_have_tf_servings_defaults(tmp_path):
         (7000, tmp_path.name, "all", {"stable": 1})
 
 
-@pytest.mark.parametrize("flag", ["--tensorflow_intra_op_parallelism=4", "--ssl_config_file=/x", "--enable_model_warmup"])
-def test_tf_serving_flags_that_do_not_apply_are_refused_by_name(flag, tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--ssl_config_file=/x", "--use_alts_credentials", "--grpc_socket_path=/tmp/s",
+                                  "--rest_api_enable_cors_support=true", "--enable_grpc_healthcheck_service"])
+def test_tf_serving_flags_a_client_would_miss_are_refused_by_name(flag, tmp_path, capsys):
     from serving.server import main
 
     assert main([f"--model_base_path={tmp_path}", flag]) == 2
     name = flag[2:].split("=")[0]
-    assert f"--{name} is a TensorFlow Serving flag that does not apply" in capsys.readouterr().err
+    assert f"--{name} is a TensorFlow Serving flag that the onnxruntime server cannot honour" in capsys.readouterr().err
+
+
+def test_tf_serving_tuning_flags_are_accepted_with_one_warning_and_honoured_where_they_can_be():
+    """A tensorflow_model_server manifest's tuning flags, in absl's spellings: they parse, say what
+    they did in one line, and the thread count becomes --intra-op-threads."""
+    from serving.flags import apply_tuning, split_tuning
+
+    argv = ["--port=8500", "--enable_model_warmup=true", "--rest_api_num_threads", "8", "--enable_model_warmup",
+            "--tensorflow_intra_op_parallelism=4", "--tensorflow_inter_op_parallelism=2", "--model_name=g"]
+    rest, tuning = split_tuning(argv)
+    assert rest == ["--port=8500", "--model_name=g"]
+    assert [name for name, _ in tuning] == ["enable_model_warmup", "rest_api_num_threads", "enable_model_warmup",
+                                            "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"]
+    args = parse(["--model-base-path", "/models/g", *rest])
+    assert args.intra_op_threads == 0  # parse() alone does not apply them: main() does
+    said = apply_tuning(args, tuning)
+    assert args.intra_op_threads == 4 and said.count("\n") == 0
+    assert "--rest_api_num_threads=8 (no effect: REST runs on one asyncio event loop)" in said
+    assert "--tensorflow_intra_op_parallelism=4 (as --intra-op-threads 4)" in said
+    ours = parse(["--model-base-path", "/models/g", "--intra-op-threads", "2"])
+    apply_tuning(ours, [("tensorflow_intra_op_parallelism", "4")])
+    assert ours.intra_op_threads == 2  # our own flag wins
+
+
+def test_tf_serving_version_flag_prints_a_version_and_exits_0(capsys):
+    from serving.server import main
+
+    assert main(["--version"]) == 0
+    assert "gan-serve" in capsys.readouterr().out
 
 
 def test_batching_and_monitoring_files_are_read_with_their_messages(tmp_path):

@@ -197,3 +197,18 @@ def test_config_messages_are_compiled_from_tf_servings_own_proto_files():
     for proto in compiled:
         assert shipped[proto.name] == proto, f"{proto.name}: run python -m serving.protos.build_descriptors"
     assert not [name for name in shipped if name.startswith("gan_serve/")], "no hand-declared messages"
+
+
+def test_a_roll_out_keeps_the_deployments_gpu_batching_and_container_root(export_dir):
+    """The documented roll-out commands name only labels: they must not turn GPU batching back into
+    CPU batching, nor move the base path to the default container root."""
+    target = export_dir / "tfserving"
+    assert tfs.main(["--export-dir", str(export_dir), "--stable", "1", "--device", "gpu",
+                     "--container-root", "/mnt/repo", "--num-batch-threads", "8"]) == 0
+    gpu = (target / "batching_parameters.txt").read_text()
+    assert gpu == tfs.batching_parameters("gpu", 8)
+    assert tfs.main(["--export-dir", str(export_dir), "--stable", "1", "--canary", "1"]) == 0  # a roll-out
+    assert (target / "batching_parameters.txt").read_text() == gpu
+    assert '"/mnt/repo/generator"' in (target / "models.config").read_text()
+    assert tfs.main(["--export-dir", str(export_dir), "--stable", "1", "--device", "cpu"]) == 0  # said: rewritten
+    assert "max_batch_size { value: 32 }" in (target / "batching_parameters.txt").read_text()

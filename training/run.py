@@ -1,15 +1,19 @@
 """`python -m training.run`: parse and validate the flags, then import TensorFlow, train, report.
 
 Exit codes: 0 done (also when preempted, unless --preempted-exit-code says otherwise: a checkpoint
-was written, rerun to resume); 1 training
+was written, and the message names the command that resumes); 1 training
 diverged; 2 bad input (flags, config file, data, run directory); 74 disk full (the last checkpoint is
-intact: free space and rerun to resume); 130 interrupted.
+intact: free space and rerun to resume); 130 interrupted (Ctrl-C: the first one stops after the
+current step with a checkpoint, a second one at once).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import os
 import re
+import shlex
 import sys
 
 from common.quiet import quiet_tensorflow
@@ -22,6 +26,7 @@ EXIT_DISK_FULL = 74  # sysexits.h EX_IOERR
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         config, tf_logs, why = parse_command_line(argv)
     except ConfigError as err:
@@ -30,16 +35,26 @@ def main(argv: list[str] | None = None) -> int:
     other = "digits" if config.recipe == "photos" else "photos"
     print(f"recipe: {config.recipe} ({why}; --recipe {other} for the other defaults, and any flag you give wins)",
           flush=True)
+    if not config.output_dir:  # named now, so that every message can say how to resume this run
+        config = dataclasses.replace(config, output_dir=os.path.join(
+            "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
+        argv = [*argv, "--output-dir", config.output_dir]
     quiet_tensorflow(show=tf_logs)  # before the first TensorFlow import
-    with sigterm.noted():  # from here on a SIGTERM stops at the next safe point, and exits 0
-        return leave(config, train_and_report(config))
+    with sigterm.noted():  # from here on SIGTERM or Ctrl-C stops at the next safe point
+        return leave(config, train_and_report(config, resume_command(argv)))
 
 
-def train_and_report(config: TrainConfig) -> int:
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes this run: the same flags, --output-dir included, never --overwrite."""
+    return shlex.join(["python", "-m", "training.run", *[a for a in argv if a != "--overwrite"]])
+
+
+def train_and_report(config: TrainConfig, resume: str | None = None) -> int:
     from common.atomic import is_disk_full
     from training.guards import TrainingDiverged
     from training.trainer import train
 
+    resume = resume or "the same command"
     try:
         result = train(config)
     except (ConfigError, DataError) as err:
@@ -49,7 +64,7 @@ def train_and_report(config: TrainConfig) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("Interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
+        print(f"Interrupted at once; resume from the last checkpoint with: {resume}", file=sys.stderr)
         return 130
     except Exception as err:
         if not is_disk_full(err):
@@ -57,13 +72,13 @@ def train_and_report(config: TrainConfig) -> int:
         print(f"error: {disk_full_message(err, config)}", file=sys.stderr)
         return EXIT_DISK_FULL
     if result.preempted and not result.began:
-        print("preempted before the first training step; nothing was lost: rerun the same command to start "
-              "(or resume from the run's last checkpoint)")
-        return config.preempted_exit_code
+        what = "interrupted" if sigterm.interrupted() else "preempted"
+        print(f"{what} before the first training step; nothing was lost: start (or resume) with: {resume}")
+        return 130 if sigterm.interrupted() else config.preempted_exit_code
     if result.preempted:
-        print(f"preempted: checkpoint written at step {result.global_step}/{result.total_steps}; "
-              "rerun the same command to resume")
-        return config.preempted_exit_code
+        what = "interrupted" if sigterm.interrupted() else "preempted"
+        print(f"{what}: checkpoint written at step {result.global_step}/{result.total_steps}; resume with: {resume}")
+        return 130 if sigterm.interrupted() else config.preempted_exit_code
     status = "stopped at the time budget" if result.stopped_early else "done"
     print(f"{status}: {result.global_step}/{result.total_steps} steps in {result.wall_seconds / 60:.1f} min "
           f"(generator weights sha256 {result.generator_digest[:16]})")

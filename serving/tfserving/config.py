@@ -4,7 +4,10 @@
 
 writes into `exports/tfserving/`: `models.config` (ModelServerConfig), `batching_parameters.txt`
 (BatchingParameters, for --device cpu or gpu) and `monitoring.config` (MonitoringConfig with
-Prometheus on). The committed copies in this directory are the same files for the defaults (and a
+Prometheus on). Run again to move labels (a roll-out or roll-back), it rewrites `models.config` and
+keeps the other two files, and the container root the deployment already uses, unless --device,
+--num-batch-threads or --container-root say otherwise: a roll-out never turns GPU batching back into
+CPU batching. The committed copies in this directory are the same files for the defaults (and a
 4-core serving host). `models.config` is built as the ModelServerConfig message and printed by
 protobuf's text_format, so every name and path is escaped the way TF Serving parses it back.
 """
@@ -66,16 +69,20 @@ def monitoring_config() -> str:
 
 
 def write_deployment(export_dir: Path, model_name: str, labels: dict[str, int] | None = None,
-                     device: str = "cpu", container_root: str = "/models",
-                     num_batch_threads: int = COMMITTED_BATCH_THREADS) -> Path:
-    """Write the three files into `<export_dir>/tfserving/`, checking the name and label targets."""
+                     device: str | None = None, container_root: str | None = None,
+                     num_batch_threads: int | None = None) -> Path:
+    """Write the three files into `<export_dir>/tfserving/`, checking the name and label targets.
+
+    None for `device`, `container_root` or `num_batch_threads` keeps what the deployment already has:
+    the batching file as it is (written for the CPU and `COMMITTED_BATCH_THREADS` when missing), the
+    base path's container root as `models.config` names it (else /models)."""
     if not MODEL_NAME.match(model_name):
         raise ValueError(f"--model-name {model_name!r} is not a model export.run can write: use letters, "
                          "digits, '-', '_' or '.' (no quotes, spaces or newlines), not starting with '.'.")
     for label in labels or {}:
         if not MODEL_NAME.match(label):
             raise ValueError(f"label {label!r} must be letters, digits, '-', '_' or '.'.")
-    if num_batch_threads < 1:
+    if num_batch_threads is not None and num_batch_threads < 1:
         raise ValueError(f"--num-batch-threads must be at least 1, got {num_batch_threads}.")
     target = Path(export_dir) / "tfserving"
     versions = {int(p.name) for p in (target / model_name).iterdir() if p.name.isdigit()} \
@@ -85,11 +92,29 @@ def write_deployment(export_dir: Path, model_name: str, labels: dict[str, int] |
     missing = {k: v for k, v in (labels or {}).items() if v not in versions}
     if missing:
         raise ValueError(f"labels point at versions that were not exported: {missing} (exported: {sorted(versions)})")
+    container_root = container_root or current_container_root(target / "models.config", model_name) or "/models"
     # Atomic: a server polling the config (--model_config_file_poll_wait_seconds) never reads half a file.
     write_text_atomic(target / "models.config", models_config(model_name, f"{container_root}/{model_name}", labels))
-    write_text_atomic(target / "batching_parameters.txt", batching_parameters(device, num_batch_threads))
-    write_text_atomic(target / "monitoring.config", monitoring_config())
+    batching = target / "batching_parameters.txt"
+    if device or num_batch_threads is not None or not batching.is_file():
+        write_text_atomic(batching, batching_parameters(device or "cpu", num_batch_threads or COMMITTED_BATCH_THREADS))
+    if not (target / "monitoring.config").is_file():
+        write_text_atomic(target / "monitoring.config", monitoring_config())
     return target
+
+
+def current_container_root(path: Path, model_name: str) -> str | None:
+    """The container root an existing `models.config` gives `model_name`'s base path, if any."""
+    if not path.is_file():
+        return None
+    try:
+        config = text_format.Parse(path.read_text(), ModelServerConfig())
+    except text_format.ParseError:
+        return None
+    for model in config.model_config_list.config:
+        if model.name == model_name and model.base_path.endswith(f"/{model_name}"):
+            return model.base_path[: -len(model_name) - 1] or None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,16 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="generator")
     parser.add_argument("--stable", type=int, help="Version the 'stable' label points at.")
     parser.add_argument("--canary", type=int, help="Version the 'canary' label points at.")
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="Batching parameters for this device.")
-    parser.add_argument("--container-root", default="/models", help="Where the model repository is mounted in the container.")
-    parser.add_argument("--num-batch-threads", type=int, default=os.cpu_count() or 1,
-                        help="Batch threads: one per core of the serving host (default: this machine's "
-                             f"{os.cpu_count()}).")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                        help="Batching parameters for this device (default: keep the deployment's; cpu for a new one).")
+    parser.add_argument("--container-root", default=None, help="Where the model repository is mounted in the "
+                        "container (default: keep the deployment's; /models for a new one).")
+    parser.add_argument("--num-batch-threads", type=int, default=None,
+                        help="Batch threads: one per core of the serving host (default: keep the deployment's; "
+                             f"this machine's {os.cpu_count()} for a new one).")
     args = parser.parse_args(argv)
     labels = {k: v for k, v in (("stable", args.stable), ("canary", args.canary)) if v is not None}
+    batching = Path(args.export_dir) / "tfserving" / "batching_parameters.txt"
+    rewrite = args.device or args.num_batch_threads is not None or not batching.is_file()
+    threads = args.num_batch_threads if args.num_batch_threads is not None else (
+        (os.cpu_count() or 1) if rewrite else None)
     try:
         target = write_deployment(Path(args.export_dir), args.model_name, labels, args.device, args.container_root,
-                                  args.num_batch_threads)
+                                  threads)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
