@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-_TARGET = r"/v1/models{name}(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+_TARGET = r"/v1/models{name}(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
 POST_PATH = re.compile(_TARGET.format(name=r"/(?P<name>[^/:]+)") + r":(?P<method>classify|regress|predict)", re.I)
 GET_PATH = re.compile(_TARGET.format(name=r"(?:/(?P<name>[^/:]+))?") + r"(?:/(?P<sub>metadata))?", re.I)
 MAX_VERSION = 2**63 - 1
-BAD_VERSION = re.compile(r"/versions/(?!\d+(?:[/:]|$))", re.I)
+BAD_VERSION = re.compile(r"/versions/(?![0-9]+(?:[/:]|$))", re.I)
 
 
 class BadPath(ValueError):

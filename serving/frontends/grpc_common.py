@@ -12,8 +12,10 @@ import time
 import grpc
 
 from serving.core import RequestError
+from serving.log_throttle import ThrottledLog
 
 log = logging.getLogger("serving.grpc")
+internal_errors = ThrottledLog(log)  # a bug a client can trigger at will: one line per 10 s
 MAX_MESSAGE_CHARS = 1000  # status details stay short whatever a request names
 GRPC_STATUS = {"INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
                "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
@@ -64,7 +66,7 @@ def unary(core, metrics, malformed: MalformedLog, method: str, handler, request_
             code = "CANCELLED"
             raise
         except Exception as err:  # a bug, not bad input: INTERNAL with a message, one log line
-            log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
+            internal_errors.error("internal error in %s: %s: %s", method, type(err).__name__, err)
             code, failure = "INTERNAL", (grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
         finally:
             metrics.child(metrics.in_flight, "grpc").dec()

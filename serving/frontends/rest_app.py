@@ -22,10 +22,12 @@ from starlette.routing import Route
 from serving.connections import ProbationGate
 from serving.frontends import samples_page, tfserving_rest, v2_rest
 from serving.frontends.rest_common import RestContext, endpoint, error
+from serving.log_throttle import ThrottledLog
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 log = logging.getLogger("serving.rest")
+internal_errors = ThrottledLog(log)  # a bug a client can trigger at will: one line per 10 s
 
 
 async def ready(ctx: RestContext, request: Request) -> Response:
@@ -76,4 +78,4 @@ class Quiet:
         try:
             await self.app(scope, receive, send)
         except Exception as err:
-            log.error("internal error on %s: %s: %s", scope.get("path", "")[:200], type(err).__name__, err)
+            internal_errors.error("internal error on %s: %s: %s", scope.get("path", "")[:200], type(err).__name__, err)

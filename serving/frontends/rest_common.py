@@ -20,8 +20,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from serving.core import RequestCore, RequestError
+from serving.log_throttle import ThrottledLog
 
 log = logging.getLogger("serving.rest")
+internal_errors = ThrottledLog(log)  # a bug a client can trigger at will: one line per 10 s
 MAX_MESSAGE_CHARS = 1000  # whatever a request names, the answer stays short
 INLINE_BYTES = 32 << 10    # smaller bodies and answers are (de)serialized on the loop: tens of microseconds,
                            # less than the hop to a worker thread and back; bigger ones go to a thread
@@ -118,7 +120,7 @@ async def answer(ctx: RestContext, api: str, method: str, handler, request: Requ
         log.debug("client %s left before its %s answer", request.client, method)
         response, status = error(499, "client closed the connection"), "CANCELLED"
     except Exception as err:  # a bug, not bad input: still a JSON 500, counted, one log line
-        log.error("internal error in %s: %s: %s", method, type(err).__name__, err)
+        internal_errors.error("internal error in %s: %s: %s", method, type(err).__name__, err)
         response, status = error(500, f"internal error: {type(err).__name__}"), "INTERNAL"
     finally:
         ctx.metrics.child(ctx.metrics.in_flight, "rest").dec()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 from urllib.parse import quote, urlencode
 
 import numpy as np
@@ -31,7 +32,7 @@ def _int_param(request: Request, name: str, default, low: int, high: int):
     text = request.query_params.get(name, "")
     if text == "":
         return default
-    if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+    if not re.fullmatch(r"-?[0-9]{1,19}", text) or not low <= int(text) <= high:
         raise RequestError("INVALID_ARGUMENT", f"'{name}' must be a whole number from {low} to {high}, got "
                            f"{text[:24]!r}")
     return int(text)

@@ -44,7 +44,7 @@ def parse_target(request: Request) -> Target:
     name, version = request.path_params["name"], request.path_params.get("version")
     if version is None or version == "":
         return Target(name, None, None)
-    if version.isdigit():
+    if version.isascii() and version.isdigit():
         if len(version) > 19 or int(version) > MAX_VERSION:
             raise RequestError("INVALID_ARGUMENT", f"version {version[:24]} is over 2**63-1")
         return Target(name, int(version), None)
@@ -108,7 +108,10 @@ def decode_infer(ctx: RestContext, info, body: bytes, header_length: str | None)
     inputs, offset = {}, 0
     for name, tensor in zip(names, tensors):
         dtype = v2_tensors.check_datatype(name, tensor.get("datatype"))
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        parameters = tensor.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise RequestError("INVALID_ARGUMENT", f"input '{name[:64]}' has parameters that are not an object")
+        size = parameters.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise RequestError("INVALID_ARGUMENT", f"input '{name}' declares binary_data_size {size!r}, beyond "
@@ -125,7 +128,7 @@ def decode_infer(ctx: RestContext, info, body: bytes, header_length: str | None)
 def _header_length(value: str | None, body_length: int) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or int(value) > body_length:
+    if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > body_length:
         raise RequestError("INVALID_ARGUMENT", f"Inference-Header-Content-Length {value[:24]!r} is not a length "
                            f"within the {body_length}-byte body")
     return int(value)
@@ -138,7 +141,10 @@ def _wants_binary(payload: dict) -> bool:
         if not isinstance(output, dict) or output.get("name") != v2_tensors.OUTPUT_NAME:
             raise RequestError("INVALID_ARGUMENT", f"requested output {str(output)[:80]} is not this model's; its "
                                f"only output is '{v2_tensors.OUTPUT_NAME}'")
-        if (output.get("parameters") or {}).get("binary_data"):
+        parameters = output.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise RequestError("INVALID_ARGUMENT", "a requested output's parameters must be an object")
+        if parameters.get("binary_data"):
             return True
     parameters = payload.get("parameters")
     return bool(isinstance(parameters, dict) and parameters.get("binary_data_output"))

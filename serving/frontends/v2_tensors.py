@@ -42,7 +42,7 @@ def tensor_metadata(info: ModelInfo) -> tuple[list[dict], list[dict]]:
 def check_datatype(name: str, datatype: str) -> np.dtype:
     """The numpy dtype of a declared datatype, which must be the model's for a known input."""
     wanted = MODEL_DATATYPES.get(name)
-    if datatype not in NUMPY_OF:
+    if not isinstance(datatype, str) or datatype not in NUMPY_OF:
         raise bad(f"input '{name[:64]}' has datatype '{str(datatype)[:16]}', which this server does not take; "
                   f"send {wanted or 'FP32'}")
     if wanted and datatype != wanted:
@@ -51,10 +51,10 @@ def check_datatype(name: str, datatype: str) -> np.dtype:
 
 
 def declared_shape(name: str, shape) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise bad(f"input '{name[:64]}' has shape {str(shape)[:80]}: a shape is a list of sizes") from None
+    """A shape is a list of whole numbers: not a string, and no floats or booleans read as sizes."""
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise bad(f"input '{name[:64]}' has shape {str(shape)[:80]}: a shape is a list of whole numbers")
+    dims = tuple(shape)
     if any(d < 0 for d in dims):
         raise bad(f"input '{name[:64]}' has shape {list(dims)[:8]} with a negative size")
     return dims
@@ -71,11 +71,14 @@ def from_raw(name: str, raw: bytes | memoryview, dtype: np.dtype, shape: tuple[i
 
 def from_values(name: str, values, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """A JSON list (flat or nested) or typed gRPC contents, reshaped to the declared shape."""
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):  # ragged lists, numbers too large
+        raise bad(f"input '{name[:64]}' has data that is not a regular array of numbers") from None
     if array.dtype == object or array.dtype.kind not in "biuf":
-        raise bad(f"input '{name}' must be numeric, got {array.dtype}")
-    if array.dtype.kind == "f" and dtype.kind in "iu" and np.any(array != np.round(array)):
-        raise bad(f"input '{name}' must hold integers")
+        raise bad(f"input '{name[:64]}' must be numeric, got {array.dtype}")
+    if array.dtype.kind == "f" and dtype.kind in "iu":  # as TF Serving: 3.0 is not an INT32
+        raise bad(f"input '{name[:64]}' has datatype {dtype.name.upper()} and must hold whole numbers, got floats")
     if array.size != math.prod(shape):
         raise bad(f"input '{name}' has {array.size} values but its shape {list(shape)} needs {math.prod(shape)}")
     return array.reshape(shape)
