@@ -23,6 +23,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TF_LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(33))
 TF_REQUEST_COUNT = ":tensorflow:serving:request_count"
 MAX_TF_SERIES = 1000
+# The model_name label of requests for a model the server does not serve: names come from clients,
+# and a scan of made-up names must not grow /metrics (one series set for all of them).
+NOT_SERVED = "(not served)"
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # TF Serving names its counter without prometheus_client's `_total` suffix and has no `_created` series.
 _TF_COUNT_CREATED = re.compile(rb"^(?:# (?:HELP|TYPE) )?" + re.escape(TF_REQUEST_COUNT.encode()) + rb"_created[ {].*\n",
@@ -39,6 +42,7 @@ def tf_serving_names(text: bytes) -> bytes:
 class ServerMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
+        self.is_served = None  # set by the server: model name -> bool; None counts every name as its own
         self.requests = Counter("gan_serving_requests", "Requests by API, method and status code.",
                                 ["api", "method", "code"], registry=self.registry)
         self.latency = Histogram("gan_serving_request_latency_seconds", "Request latency.", ["api", "method"],
@@ -73,6 +77,8 @@ class ServerMetrics:
         self.child(self.requests, api, method, code).inc()
         self.child(self.latency, api, method).observe(seconds)
         if method == "predict" and model is not None:
+            if self.is_served is not None and not self.is_served(model):
+                model = NOT_SERVED
             key = (model[:200], status or code)
             if key not in self._tf_series:
                 if len(self._tf_series) >= MAX_TF_SERIES:

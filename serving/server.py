@@ -188,6 +188,7 @@ async def serve(args, worker: tuple[int, object] | None = None) -> None:
 
     metrics = ServerMetrics()
     manager = build_manager(args, metrics)
+    metrics.is_served = manager.models.__contains__  # the models of the config, loaded or not
     await manager.apply(args.models, initial=True)
     if args.rest_port and share:
         rest_socket = bind_socket(args.host, args.rest_port, share=True)

@@ -231,3 +231,18 @@ def test_the_tf_serving_counter_keeps_its_name_whatever_a_client_calls_its_model
     assert re.search(r'^:tensorflow:serving:request_count\{model_name=":tensorflow:serving:request_count_created'
                      r'.*status="NOT_FOUND"\} 1\.0$', text, re.MULTILINE), "the hostile name's series is kept"
     assert tf_serving_names(b"a_total 1\n") == b"a_total 1\n"
+
+
+def test_metrics_stay_small_whatever_model_names_clients_send():
+    """1,500 made-up 200-character names: one '(not served)' series set, not 1,500."""
+    from serving.metrics import NOT_SERVED
+
+    metrics = ServerMetrics()
+    metrics.is_served = {"g"}.__contains__
+    metrics.observe("rest", "predict", "OK", 0.01, model="g")
+    before = len(metrics.exposition())
+    for i in range(1500):
+        metrics.observe("grpc", "predict", "NOT_FOUND", 0.01, model=f"{i:04d}" + "x" * 196)
+    text = metrics.exposition().decode()
+    assert len(text) < before + 10_000, len(text)
+    assert f':tensorflow:serving:request_count{{model_name="{NOT_SERVED}",status="NOT_FOUND"}} 1500.0' in text
