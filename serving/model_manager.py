@@ -188,11 +188,24 @@ class ModelManager:
     # -- internals --------------------------------------------------------------------------------
 
     def _aspired(self, model: ManagedModel) -> tuple[dict[int, Path], set[int]]:
+        """The versions on disk and the ones the policy wants. A base path that is missing or cannot
+        be listed keeps what is loaded (as TF Serving does: a remount or a moved directory comes back),
+        said once until it is back."""
+        base = Path(model.config.base_path)
         try:
+            if not (base.is_dir() or base.is_file()):
+                raise FileNotFoundError(f"{base} does not exist")
             on_disk = versions_on_disk(model.config.base_path, self._reported)
         except OSError as err:
-            log.warning("cannot list %s: %s", model.config.base_path, err)
-            return {}, {v for v, s in model.servables.items() if s.state == "AVAILABLE"}
+            keep = {v for v, s in model.servables.items() if s.state == "AVAILABLE"}
+            if ("base", str(base)) not in self._reported:
+                self._reported.add(("base", str(base)))
+                log.warning("cannot list %s (%s): keeping the loaded version(s) %s until it is back", base,
+                            getattr(err, "strerror", None) or err, sorted(keep) or "(none)")
+            return {}, keep
+        if ("base", str(base)) in self._reported:
+            self._reported.discard(("base", str(base)))
+            log.info("%s is back", base)
         return on_disk, model.config.aspired(sorted(on_disk))
 
     async def _load_all(self, models: list[ManagedModel], at_once: bool = False) -> None:

@@ -162,3 +162,34 @@ def test_a_version_removed_from_disk_unloads_when_another_serves(tmp_path):
         await drained(manager)
         assert states(manager) == {1: "END", 2: "AVAILABLE"}
     asyncio.run(scenario())
+
+
+def test_a_base_path_that_disappears_for_a_while_keeps_the_loaded_versions(tmp_path, caplog):
+    """A remount or a moved directory: every poll while it is gone keeps what is loaded, says so once,
+    and says when it is back; a version that really went away still unloads after that."""
+    base = tmp_path / "g"
+
+    async def scenario():
+        write_version(base, 1)
+        write_version(base, 2, seed=2)
+        manager = manager_with(LoadGate(settle_seconds=0))
+        await manager.apply([ModelConfig("g", str(base), "all")], initial=True)
+        base.rename(tmp_path / "elsewhere")
+        with caplog.at_level(logging.INFO, logger="serving.model_manager"):
+            for _ in range(5):
+                await manager.poll()
+        await drained(manager)
+        assert states(manager) == {1: "AVAILABLE", 2: "AVAILABLE"}
+        assert manager.pick("g").state == "AVAILABLE" and manager.readiness()[0]
+        said = [r.getMessage() for r in caplog.records if "keeping the loaded version" in r.getMessage()]
+        assert len(said) == 1 and "[1, 2]" in said[0], said
+        (tmp_path / "elsewhere").rename(base)
+        with caplog.at_level(logging.INFO, logger="serving.model_manager"):
+            await manager.poll()
+        assert any("is back" in r.getMessage() for r in caplog.records)
+        os.remove(base / "1" / "model.onnx")
+        os.rmdir(base / "1")
+        await manager.poll()
+        await drained(manager)
+        assert states(manager) == {1: "END", 2: "AVAILABLE"}
+    asyncio.run(scenario())
