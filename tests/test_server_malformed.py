@@ -87,3 +87,43 @@ def test_a_repeated_internal_error_is_logged_once_per_interval(caplog):
     with caplog.at_level(logging.ERROR, logger="test.throttle"):
         assert throttled.error("internal error in %s", "Predict")
     assert "and 1999 more like it" in caplog.records[-1].getMessage()
+
+
+def test_the_samples_page_draws_two_grids_at_a_time_and_leaves_the_queue_to_api_clients():
+    """A third concurrent grid is refused (429) while two are drawn, without touching the prediction
+    queue; once they are done, grids are drawn again."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from serving.core import RequestError
+    from serving.frontends import samples_page
+    from serving.frontends.v2_rest import Target
+
+    release, predictions = asyncio.Event(), []
+
+    class Core:
+        def info(self, *args):
+            return None, SimpleNamespace(latent_dim=8, num_classes=None)
+
+        async def predict(self, name, inputs, version, label):
+            predictions.append(name)
+            await release.wait()
+            return 1, np.zeros((len(inputs["z"]), 4, 4, 3), np.float32)
+
+    ctx = SimpleNamespace(core=Core())
+    request = SimpleNamespace(query_params={"seed": "1", "count": "4"})
+
+    async def scenario():
+        target = Target("g", None, None)
+        drawing = [asyncio.create_task(samples_page.samples_png(ctx, request, target)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(RequestError) as refused:
+            await samples_page.samples_png(ctx, request, target)
+        assert refused.value.code == "RESOURCE_EXHAUSTED" and len(predictions) == 2
+        release.set()
+        done = await asyncio.gather(*drawing)
+        assert all(r.media_type == "image/png" for r in done)
+        assert (await samples_page.samples_png(ctx, request, target)).media_type == "image/png"
+    asyncio.run(scenario())

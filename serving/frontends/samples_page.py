@@ -26,6 +26,10 @@ from serving.frontends.rest_common import RestContext, answer, endpoint, error
 from serving.frontends.v2_rest import Target, parse_target
 
 MAX_COUNT, MAX_SEED = 64, 2**32 - 1
+# Grids drawn at once per server process: the page is for people, and must not fill the prediction
+# queue that API clients share (more at once answer 429 with Retry-After, as the queue does).
+MAX_DRAWING = 2
+_drawing = [0]  # grids being drawn now, on this process's event loop
 
 
 def _int_param(request: Request, name: str, default, low: int, high: int):
@@ -63,9 +67,16 @@ def sample_inputs(info, seed: int, count: int, label: int | None) -> dict[str, n
 async def samples_png(ctx: RestContext, request: Request, target: Target) -> Response:
     _, info = ctx.core.info(target.name, target.version, target.label)
     seed, count, label = sample_request(request, info)
-    _, images = await ctx.core.predict(target.name, sample_inputs(info, seed, count, label), target.version,
-                                       target.label)
-    content = await asyncio.to_thread(lambda: encode_png(page_grid(to_uint8(images))))
+    if _drawing[0] >= MAX_DRAWING:
+        raise RequestError("RESOURCE_EXHAUSTED", f"the samples page draws {MAX_DRAWING} grids at a time, so that "
+                           "API clients keep the prediction queue; try again in a moment")
+    _drawing[0] += 1
+    try:
+        _, images = await ctx.core.predict(target.name, sample_inputs(info, seed, count, label), target.version,
+                                           target.label)
+        content = await asyncio.to_thread(lambda: encode_png(page_grid(to_uint8(images))))
+    finally:
+        _drawing[0] -= 1
     return Response(content, media_type="image/png", headers={"cache-control": "no-store"})
 
 
