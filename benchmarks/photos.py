@@ -38,6 +38,7 @@ PEERS = ("seeds' MLP GAN", "keras-io DCGAN")
 # it changes, so a row keeps its meaning when the photo recipe moves (the digit recipe is the dataclass).
 DIGITS = {"recipe": "digits"}
 W32 = {**DIGITS, "width": 32, "upsampling": "nearest", "d_lr": 4e-4, "g_lr": 4e-4}
+W16 = {**W32, "width": 16}
 VARIANTS: dict[str, dict] = {
     "photos": {},  # the photo recipe, chosen by the data's shape
     "digits recipe": DIGITS,  # what colour photos got before the photo recipe
@@ -46,13 +47,17 @@ VARIANTS: dict[str, dict] = {
     "width 32, nearest, lr 1.6e-3": {**W32, "d_lr": 1.6e-3, "g_lr": 1.6e-3},
     "width 32, nearest, lr 2e-4": {**W32, "d_lr": 2e-4, "g_lr": 2e-4},
     "width 24, nearest, lr 4e-4": {**W32, "width": 24},
-    "width 16, nearest, lr 4e-4": {**W32, "width": 16},
+    "width 16, nearest, lr 4e-4": W16,
+    "width 16, pixelshuffle, lr 4e-4": {**W16, "upsampling": "pixelshuffle"},
+    "width 16, nearest, lr 8e-4": {**W16, "d_lr": 8e-4, "g_lr": 8e-4},
+    "width 16, nearest, lr 2e-4": {**W16, "d_lr": 2e-4, "g_lr": 2e-4},
+    "width 12, nearest, lr 4e-4": {**W32, "width": 12},
     "width 32, D width 16, nearest, lr 4e-4": {**W32, "d_width": 16},
-    "width 32, nearest, lr 4e-4, translation,color": {**W32, "diffaugment": "translation,color"},
-    "width 32, nearest, lr 4e-4, no R1/R2": {**W32, "r1_gamma": 0.0, "r2_gamma": 0.0},
-    "width 32, nearest, lr 4e-4, EMA 20 kimg": {**W32, "ema_kimg": 20.0},
-    "width 32, nearest, lr 4e-4, batch 128": {**W32, "batch_size": 128},
-    "width 32, nearest, lr 4e-4, conditional": {**W32, "conditional": True},
+    "width 16, nearest, lr 4e-4, translation,color": {**W16, "diffaugment": "translation,color"},
+    "width 16, nearest, lr 4e-4, no R1/R2": {**W16, "r1_gamma": 0.0, "r2_gamma": 0.0},
+    "width 16, nearest, lr 4e-4, EMA 20 kimg": {**W16, "ema_kimg": 20.0},
+    "width 16, nearest, lr 4e-4, batch 128": {**W16, "batch_size": 128},
+    "width 16, nearest, lr 4e-4, conditional": {**W16, "conditional": True},
     "resnet width 32, hinge, lr 2e-4": {**DIGITS, "arch": "resnet", "loss": "hinge", "width": 32,
                                         "d_lr": 2e-4, "g_lr": 2e-4},
 }

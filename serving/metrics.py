@@ -13,11 +13,23 @@ all of them: one server's numbers, whichever process answers.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+OWNED_DIR = "GAN_SERVE_METRICS_DIR"  # set beside it by serving.workers: the directory is ours
+# Before prometheus_client is imported (it picks its value class then): a PROMETHEUS_MULTIPROC_DIR
+# inherited from the environment, not made by our supervisor, would have one process sum in the
+# files of processes long dead. It is dropped, and the server says so once logging is set up.
+IGNORED_DIR = None
+if os.environ.get(MULTIPROCESS_DIR) and os.environ.get(OWNED_DIR) != os.environ[MULTIPROCESS_DIR]:
+    IGNORED_DIR = os.environ.pop(MULTIPROCESS_DIR)
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest  # noqa: E402
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+
+log = logging.getLogger("serving.metrics")
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TF_LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(33))
@@ -26,7 +38,6 @@ MAX_TF_SERIES = 1000
 # The model_name label of requests for a model the server does not serve: names come from clients,
 # and a scan of made-up names must not grow /metrics (one series set for all of them).
 NOT_SERVED = "(not served)"
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # TF Serving names its counter without prometheus_client's `_total` suffix and has no `_created` series.
 _TF_COUNT_CREATED = re.compile(rb"^(?:# (?:HELP|TYPE) )?" + re.escape(TF_REQUEST_COUNT.encode()) + rb"_created[ {].*\n",
                                re.MULTILINE)
@@ -67,7 +78,12 @@ class ServerMetrics:
         key = (metric, labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            try:
+                found = metric.labels(*labels)
+            except FileNotFoundError:  # --workers: someone deleted the metrics directory
+                restore_directory()
+                found = metric.labels(*labels)
+            self._children[key] = found
         return found
 
     def observe(self, api: str, method: str, code: str, seconds: float, model: str | None = None,
@@ -90,7 +106,17 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         if os.environ.get(MULTIPROCESS_DIR):  # --workers N: the sum over every worker's files
+            if not os.path.isdir(os.environ[MULTIPROCESS_DIR]):
+                restore_directory()
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
             return tf_serving_names(generate_latest(registry))
         return tf_serving_names(generate_latest(self.registry))
+
+
+def restore_directory() -> None:
+    """--workers' metrics directory was deleted under us: make it again (the counts in it are lost,
+    and the server says so) rather than answer 500 for every scrape and every new series."""
+    path = os.environ[MULTIPROCESS_DIR]
+    os.makedirs(path, exist_ok=True)
+    log.error("the metrics directory %s was deleted while serving: made again; counts from before are lost", path)

@@ -154,6 +154,8 @@ class ModelManager:
             await self._load_all([self.models[c.name] for c in configs], at_once=True)  # an operator's change
             for config in configs:
                 model = self.models[config.name]
+                if initial and not model.versions and config.policy == "latest":
+                    await self._load_newest_that_loads(model)
                 if initial and not model.versions:
                     raise ConfigError(f"model '{config.name}': no loadable version under {config.base_path} "
                                       f"(expected {config.base_path}/<version>/<file>.onnx, as export.run writes)"
@@ -168,6 +170,22 @@ class ModelManager:
                     self._unload(name, servable)
             for config in configs:
                 self._unload_unwanted(self.models[config.name])
+
+    async def _load_newest_that_loads(self, model: ManagedModel) -> None:
+        """Start-up under the "latest" policy with none of its versions loadable (a bad new version
+        published, e.g. while a --workers replacement starts): the newest older version that loads,
+        so this process serves what its siblings, which loaded it before, still serve."""
+        on_disk, _ = self._aspired(model)
+        for version in sorted(on_disk, reverse=True):
+            if version in model.servables:
+                continue  # tried already, and it failed
+            servable = model.servables[version] = Servable(version, on_disk[version], state="LOADING")
+            await self._load(model, servable)
+            if servable.state == "AVAILABLE":
+                failed = "; ".join(f"version {v}: {s.error[:200]}" for v, s in sorted(model.servables.items())
+                                   if s.state == "END")
+                log.warning("model '%s': serving version %d, the newest that loads (%s)", model.name, version, failed)
+                return
 
     async def poll(self) -> None:
         """Pick up versions that appeared on disk (or disappeared) for every model."""

@@ -10,8 +10,9 @@ scrape answered by any worker shows the whole server.
 
 The supervisor checks both ports first (a taken port is one line and exit 2, as with one process)
 and then holds them, starts the workers, and waits until every one is ready (one that fails to
-start stops the rest: exit 2 with its message). It replaces a worker that dies (at most
-`RESTARTS` within `RESTART_WINDOW` seconds, then it gives up: exit 1). On SIGTERM or SIGINT it
+start stops the rest: exit 2 with its message). It replaces a worker that dies; past
+`RESTARTS` deaths within `RESTART_WINDOW` seconds it waits before each new try (5 s, doubling to 60 s)
+while the healthy workers go on serving, and gives up (exit 1) only when none is left. On SIGTERM or SIGINT it
 passes SIGTERM on and waits while the workers finish their in-flight requests. A worker gets
 SIGTERM when its supervisor dies, even by kill -9 (Linux's PR_SET_PDEATHSIG), so no orphan keeps
 the ports. Needs Linux (SO_REUSEPORT with the kernel's load spreading).
@@ -31,6 +32,7 @@ import signal
 import socket
 import sys
 import tempfile
+from pathlib import Path
 import time
 from multiprocessing.connection import wait
 
@@ -40,8 +42,11 @@ from serving.connections import bind_socket
 
 log = logging.getLogger("serving.workers")
 RESTARTS, RESTART_WINDOW = 5, 60.0
+FIRST_BACKOFF, MAX_BACKOFF = 5.0, 60.0  # seconds between tries of a worker that keeps dying
 STARTUP_SECONDS = 600.0  # a worker loads every model version before it is ready
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+OWNED_DIR = "GAN_SERVE_METRICS_DIR"
+METRICS_PREFIX = "gan-serve-metrics-"  # + the supervisor's pid + "-": a dead one's directory is stale
 
 
 def supported() -> bool:
@@ -79,6 +84,8 @@ class Supervisor:
         self.workers: dict[int, multiprocessing.Process] = {}
         self.stopping = False
         self.restarts: collections.deque[float] = collections.deque()
+        self.retry_at: dict[int, float] = {}  # a worker that keeps dying: when to try it again
+        self.backoff = FIRST_BACKOFF
 
     def start(self, index: int) -> None:
         process = self.context.Process(target=self.target, args=(self.args, index, self.reports),
@@ -119,7 +126,9 @@ class Supervisor:
         return None
 
     def supervise(self) -> int:
-        """Replace workers that die, until a signal asks to stop (0) or they die too often (1)."""
+        """Replace workers that die, until a signal asks to stop (0) or none is left serving (1). One
+        that keeps dying (a bad new version, a truncated model file) is tried again later, with
+        backoff, while the others serve on."""
         while not self.stopping:
             wait([process.sentinel for process in self.workers.values()], timeout=0.5)
             with contextlib.suppress(queue.Empty):
@@ -130,18 +139,40 @@ class Supervisor:
             for index, process in list(self.workers.items()):
                 if process.exitcode is None or self.stopping:
                     continue
-                forget_worker_metrics(process.pid)
                 now = time.monotonic()
-                self.restarts.append(now)
-                while self.restarts and self.restarts[0] < now - RESTART_WINDOW:
-                    self.restarts.popleft()
-                if len(self.restarts) > RESTARTS:
-                    log.error("workers died %d times within %.0f s: stopping", len(self.restarts), RESTART_WINDOW)
+                if index in self.retry_at:
+                    if now >= self.retry_at[index]:
+                        del self.retry_at[index]
+                        log.warning("trying worker %d again", index)
+                        self.start(index)
+                    continue
+                if self._give_up_or_wait(index, process, now):
                     return 1
-                log.warning("worker %d (pid %d) exited with code %s: starting another", index, process.pid,
-                            process.exitcode)
-                self.start(index)
         return 0
+
+    def _give_up_or_wait(self, index: int, process, now: float) -> bool:
+        """A worker just died: start another, or (dying too often) try again later; True when no
+        worker is left serving."""
+        forget_worker_metrics(process.pid)
+        self.restarts.append(now)
+        while self.restarts and self.restarts[0] < now - RESTART_WINDOW:
+            self.restarts.popleft()
+        if len(self.restarts) <= RESTARTS:
+            log.warning("worker %d (pid %d) exited with code %s: starting another", index, process.pid,
+                        process.exitcode)
+            self.backoff = FIRST_BACKOFF
+            self.start(index)
+            return False
+        serving = sum(p.exitcode is None for p in self.workers.values())
+        if not serving:
+            log.error("workers died %d times within %.0f s and none is left serving: stopping",
+                      len(self.restarts), RESTART_WINDOW)
+            return True
+        log.error("workers died %d times within %.0f s; %d of %d still serving: trying worker %d again in %.0f s",
+                  len(self.restarts), RESTART_WINDOW, serving, self.count, index, self.backoff)
+        self.retry_at[index] = now + self.backoff
+        self.backoff = min(MAX_BACKOFF, 2 * self.backoff)
+        return False
 
     def stop(self, grace_seconds: float) -> None:
         """SIGTERM to every worker; those still running after the grace period (plus load time) are killed."""
@@ -156,6 +187,21 @@ class Supervisor:
                 log.error("worker pid %d did not stop within the grace period: killed", process.pid)
                 process.kill()
                 process.join(5)
+
+
+def remove_stale_metrics_dirs() -> None:
+    """The metrics directories of supervisors that no longer run (killed with -9: nobody removed
+    theirs). Only our own names, and only when their pid is gone."""
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*-*"):
+        pid = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or not path.is_dir() or path.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
 
 
 def forget_worker_metrics(pid: int) -> None:
@@ -183,8 +229,10 @@ def run(args, target) -> int:
             sock.close()
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
-    metrics_dir = tempfile.mkdtemp(prefix="gan-serve-metrics-")
+    remove_stale_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
     os.environ[METRICS_DIR] = metrics_dir  # the spawned workers inherit it before importing prometheus_client
+    os.environ[OWNED_DIR] = metrics_dir  # ... and know it is their supervisor's
     supervisor = Supervisor(args, target, args.workers)
 
     def on_signal(signum, frame):
@@ -210,4 +258,5 @@ def run(args, target) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         os.environ.pop(METRICS_DIR, None)
+        os.environ.pop(OWNED_DIR, None)
         shutil.rmtree(metrics_dir, ignore_errors=True)

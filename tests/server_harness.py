@@ -4,6 +4,7 @@ the readiness wait every test that starts a server uses."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -42,14 +43,16 @@ def wait_for(condition, timeout: float = 60, what: str = "the condition"):
 
 
 class Server:
-    def __init__(self, args, log_path, rest_port: int | None = None, grpc_port: int | None = None, cwd=REPO):
+    def __init__(self, args, log_path, rest_port: int | None = None, grpc_port: int | None = None, cwd=REPO,
+                 env: dict | None = None):
         self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, "--rest-port", str(self.rest_port),
                                       "--grpc-port", str(self.grpc_port), "--log-level", "warning"],
-                                     cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
+                                     cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **env} if env else None)
         wait_until_ready(self.url, self.proc, lambda: open(log_path).read())
 
     def metrics(self) -> dict[str, float]:

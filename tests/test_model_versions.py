@@ -193,3 +193,23 @@ def test_a_base_path_that_disappears_for_a_while_keeps_the_loaded_versions(tmp_p
         await drained(manager)
         assert states(manager) == {1: "END", 2: "AVAILABLE"}
     asyncio.run(scenario())
+
+
+def test_a_fresh_start_under_latest_serves_the_newest_version_that_loads(tmp_path, caplog):
+    """A bad newest version published: a process that starts now (a --workers replacement) serves
+    what its siblings loaded before, not nothing; under "specific" it still serves only what was asked."""
+    async def scenario():
+        write_version(tmp_path, 1)
+        write_garbage(tmp_path, 2)
+        manager = manager_with(LoadGate(settle_seconds=0))
+        with caplog.at_level(logging.WARNING, logger="serving.model_manager"):
+            await manager.apply([ModelConfig("g", str(tmp_path), "latest")], initial=True)
+        assert states(manager) == {1: "AVAILABLE", 2: "END"}
+        assert any("serving version 1, the newest that loads (version 2:" in r.getMessage() for r in caplog.records)
+        await manager.poll()  # the bad version is retried by the gate's rules; version 1 keeps serving
+        await drained(manager)
+        assert states(manager)[1] == "AVAILABLE"
+        specific = manager_with(LoadGate(settle_seconds=0))
+        with pytest.raises(Exception, match="no loadable version"):
+            await specific.apply([ModelConfig("g", str(tmp_path), "specific", versions=(2,))], initial=True)
+    asyncio.run(scenario())

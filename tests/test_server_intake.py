@@ -174,3 +174,22 @@ def test_grpc_tensors_of_another_dtype_are_refused(server, z, label, message):
     error = grpc_error(server, predict_request(z, label))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and message in error.details(), error.details()
     assert call(server, protos.PREDICT_METHOD, predict_request(z.astype(np.float32), label.astype(np.int32)))
+
+
+@pytest.mark.parametrize("crafted", [b'{"instances": [[' + b"0," * 524_000 + b'0]]}',
+                                     b'{"instances": [' + b"[]," * 349_000 + b'[]]}'])
+def test_a_crafted_body_of_too_many_values_is_refused_before_parsing(crafted):
+    """Just under 1 MiB, one row of ~524k integers or ~349k empty lists: refused by counting, in a
+    small fraction of the ~140 ms orjson would hold the GIL building their Python objects, while
+    the largest legal request still parses."""
+    from serving.core import RequestError
+    from serving.rest_intake import decode_predict
+
+    assert len(crafted) < 1 << 20
+    started = time.perf_counter()
+    with pytest.raises(RequestError, match="JSON values"):
+        decode_predict(crafted, ("z",), 256, latent_dim=64)
+    assert time.perf_counter() - started < 0.1
+    legal = json.dumps({"instances": [{"z": [-1.2345678e-08] * 64, "label": 9} for _ in range(256)]}).encode()
+    inputs, _, _ = decode_predict(legal, ("z", "label"), 256, latent_dim=64)
+    assert np.asarray(inputs["z"]).shape == (256, 64)

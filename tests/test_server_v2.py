@@ -161,3 +161,21 @@ def test_the_kserve_runtime_arguments_serve_the_model_under_the_inference_servic
         assert grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}").is_model_ready("gan-generator")
     finally:
         assert srv.stop() == 0
+
+
+def test_grpc_inputs_sent_both_raw_and_typed_are_refused(server):
+    """tritonclient sends raw_input_contents; a request that also fills typed contents is ambiguous."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+    request = service_pb2.ModelInferRequest(model_name="g")
+    z = request.inputs.add(name="z", datatype="FP32", shape=[1, LATENT])
+    z.contents.fp32_contents.extend([0.0] * LATENT)
+    request.inputs.add(name="label", datatype="INT32", shape=[1])
+    request.raw_input_contents.extend([np.zeros((1, LATENT), "<f4").tobytes(), np.zeros(1, "<i4").tobytes()])
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ModelInfer(request, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in refused.value.details()
+    request.inputs[0].ClearField("contents")
+    assert stub.ModelInfer(request, timeout=30).outputs[0].name == "images"

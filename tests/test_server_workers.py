@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -148,26 +149,60 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_serving_goes_on(model, tmp
         assert server.stop() == 0
 
 
-def test_workers_that_cannot_come_back_make_the_supervisor_give_up(model, tmp_path):
-    server = start(model, tmp_path)
+def test_a_worker_that_cannot_come_back_leaves_the_healthy_one_serving(tmp_path):
+    """The --model file truncated in place, then one worker killed: its replacements fail and are tried
+    again with backoff while the survivor, which loaded the file before, answers every request; the
+    supervisor gives up (exit 1) only when no worker is left."""
+    base = tmp_path / "g"
+    write_version(base, 1)
+    model_file = base / "1" / "model.onnx"
+    server = Server(["--model", str(model_file), "--model-name", "g", "--workers", "2", "--grace-seconds", "5"],
+                    tmp_path / "server.log")
     try:
-        first = children(server.proc.pid)
-        shutil.rmtree(model / "1")  # a replacement now finds no version to load, and exits
-        os.kill(first[0], signal.SIGKILL)
-        assert server.proc.wait(timeout=120) == 1, "the supervisor restarted a failing worker forever"
-        log = Path(server.log_path).read_text()
-        assert "could not start: model 'g'" in log and "workers died 6 times within 60 s: stopping" in log
-        assert not alive(first[1]), "the surviving worker was left running"
+        wait_for(lambda: len(children(server.proc.pid)) == 2 and "workers serving" in Path(server.log_path)
+                 .read_text(), what="2 workers serving")
+        victim, survivor = children(server.proc.pid)
+        model_file.write_bytes(model_file.read_bytes()[:100])  # truncated in place
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: "still serving: trying worker" in Path(server.log_path).read_text(), what="the backoff")
+        assert server.proc.poll() is None and alive(survivor)
+        assert [rest_predict(server.url) for _ in range(30)] == [200] * 30
+        os.kill(survivor, signal.SIGKILL)
+        assert server.proc.wait(timeout=120) == 1
+        assert "none is left serving: stopping" in Path(server.log_path).read_text()
     finally:
         if server.proc.poll() is None:
             server.stop()
 
 
+def test_a_replacement_serves_the_newest_version_that_loads_when_a_bad_one_was_published(tmp_path):
+    """Under TF Serving's "latest" policy: a bad version 2 appears; the survivor keeps version 1, and
+    the replacement of a killed worker starts on version 1 too instead of dying."""
+    base = tmp_path / "g"
+    write_version(base, 1)
+    server = Server([f"--model_base_path={base}", "--model_name=g", "--workers", "2", "--grace-seconds", "5",
+                     "--file_system_poll_wait_seconds=1"], tmp_path / "server.log")
+    try:
+        wait_for(lambda: len(children(server.proc.pid)) == 2 and "workers serving" in Path(server.log_path)
+                 .read_text(), what="2 workers serving")
+        (base / ".staging").mkdir()
+        (base / ".staging" / "model.onnx").write_bytes(b"not an onnx model")
+        (base / ".staging").rename(base / "2")
+        victim = children(server.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: "serving version 1, the newest that loads" in Path(server.log_path).read_text(),
+                 what="the replacement on version 1")
+        wait_for(lambda: len(children(server.proc.pid)) == 2, what="two workers again")
+        assert [rest_predict(server.url) for _ in range(30)] == [200] * 30
+        assert "trying worker" not in Path(server.log_path).read_text()
+    finally:
+        assert server.stop() == 0
+
+
 def test_sigterm_stops_every_worker_and_removes_the_metrics_files(model, tmp_path):
     server = start(model, tmp_path)
     workers = children(server.proc.pid)
-    metrics_dir = next(entry.split("=", 1)[1] for entry in Path(f"/proc/{workers[0]}/environ").read_bytes()
-                       .decode().split("\0") if entry.startswith("PROMETHEUS_MULTIPROC_DIR="))
+    metrics_dir = metrics_dir_of(workers[0])
     assert Path(metrics_dir).is_dir()
     assert server.stop() == 0
     assert not any(alive(pid) for pid in workers)
@@ -186,6 +221,47 @@ def test_a_supervisor_killed_with_sigkill_takes_its_workers_with_it(model, tmp_p
     wait_for(lambda: not any(alive(pid) for pid in workers), timeout=30, what="the orphaned workers' exit")
     with pytest.raises(httpx.HTTPError):
         httpx.get(server.url + "/ready", timeout=2)
+    stale = list(Path(tempfile.gettempdir()).glob(f"gan-serve-metrics-{server.proc.pid}-*"))
+    assert stale, "the killed supervisor's metrics directory should be there to clean up"
+    again = start(model, tmp_path)  # the next supervisor removes what a dead one left
+    try:
+        assert not any(path.exists() for path in stale)
+    finally:
+        assert again.stop() == 0
+
+
+def metrics_dir_of(pid: int) -> str:
+    return next(entry.split("=", 1)[1] for entry in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+                if entry.startswith("PROMETHEUS_MULTIPROC_DIR="))
+
+
+def test_a_deleted_metrics_directory_is_made_again_and_serving_goes_on(model, tmp_path):
+    server = start(model, tmp_path)
+    try:
+        shutil.rmtree(metrics_dir_of(children(server.proc.pid)[0]))
+        assert [rest_predict(server.url) for _ in range(10)] == [200] * 10
+        assert grpc_infer(server.grpc_port).shape == (16,)
+        for _ in range(4):
+            assert httpx.get(server.url + "/metrics", timeout=10).status_code == 200
+        assert "was deleted while serving: made again" in Path(server.log_path).read_text()
+    finally:
+        assert server.stop() == 0
+
+
+def test_an_inherited_multiprocess_directory_is_ignored_by_one_process(model, tmp_path):
+    """A PROMETHEUS_MULTIPROC_DIR from the environment (not our supervisor's) would sum in the counts
+    of processes long dead: one process keeps its own metrics, and says so."""
+    inherited = tmp_path / "inherited"
+    inherited.mkdir()
+    server = Server(["--model-base-path", str(model)], tmp_path / "one.log",
+                    env={"PROMETHEUS_MULTIPROC_DIR": str(inherited)})
+    try:
+        assert [rest_predict(server.url) for _ in range(3)] == [200] * 3
+        assert server.metrics()['gan_serving_requests_total{api="rest",code="200",method="predict"}'] == 3
+        assert "ignoring PROMETHEUS_MULTIPROC_DIR" in Path(server.log_path).read_text()
+        assert list(inherited.iterdir()) == []
+    finally:
+        assert server.stop() == 0
 
 
 def run_server(*args: str) -> subprocess.CompletedProcess:

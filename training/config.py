@@ -31,7 +31,7 @@ DATASET_SHAPES = {"mnist-sample": (28, 1), "mnist": (28, 1), "fashion_mnist": (2
                   "cifar10": (32, 3), "folder": (64, 3)}
 # The photo recipe: the settings that differ from the dataclass defaults (the digit recipe), for
 # colour images of 32 px and up; chosen at equal wall clock on CIFAR-10 (BENCHMARKS.md, "Photos").
-PHOTO_RECIPE: dict[str, Any] = {"width": 32, "d_lr": 4e-4, "g_lr": 4e-4, "upsampling": "nearest"}
+PHOTO_RECIPE: dict[str, Any] = {"upsampling": "nearest", "d_lr": 4e-4, "g_lr": 4e-4}
 
 # Keys that may change between a run and its resumption without making it a different run.
 # Learning rates may change too: lowering them and resuming is the usual answer to divergence.

@@ -33,7 +33,7 @@ async def predict(ctx: RestContext, request: Request, target: rest_paths.Target)
     body = await read_body(request, ctx.body_limit(), ctx.read_timeout)
     # Big bodies are parsed and checked in a worker: the loop (and every gRPC call on it) keeps going.
     inputs, style, signature_name = await off_loop(len(body), decode_predict, body, info.input_names,
-                                                   ctx.core.max_request_batch)
+                                                   ctx.core.max_request_batch, info.latent_dim)
     check_signature(signature_name)
     try:
         _, images = await predict_in_time(ctx, request, ctx.core.predict(target.name, inputs, target.version,

@@ -87,6 +87,9 @@ def decode_inputs(core: RequestCore, info, request) -> dict[str, np.ndarray]:
     if raw and len(raw) != len(request.inputs):
         raise RequestError("INVALID_ARGUMENT", f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs: "
                            "send one per input, in the order of 'inputs'")
+    if raw and any(tensor.HasField("contents") for tensor in request.inputs):
+        raise RequestError("INVALID_ARGUMENT", "send each input either as raw_input_contents or as typed "
+                           "contents, not both")
     inputs = {}
     for index, tensor in enumerate(request.inputs):
         dtype = v2_tensors.check_datatype(tensor.name, tensor.datatype)

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from serving.core import RequestError
 from serving.frontends import v2_tensors
 from serving.frontends.rest_common import RestContext, answer, endpoint, off_loop, predict_in_time, read_body
-from serving.rest_intake import decode_json
+from serving.rest_intake import decode_json, max_json_values
 
 SERVER_NAME, SERVER_VERSION = "gan-serve", "0.1.0"
 EXTENSIONS = ["binary_tensor_data"]
@@ -95,7 +95,8 @@ def decode_infer(ctx: RestContext, info, body: bytes, header_length: str | None)
     """Body -> (request JSON, {input name: array or list}, binary output wanted), shapes and
     datatypes checked before any array is built. Runs in a worker thread."""
     split = _header_length(header_length, len(body))
-    payload = decode_json(body[:split] if split is not None else body)
+    payload = decode_json(body[:split] if split is not None else body,
+                          max_json_values(ctx.core.max_request_batch, info.latent_dim))
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise RequestError("INVALID_ARGUMENT", "an infer request is a JSON object with an 'inputs' list")
     tensors = [t if isinstance(t, dict) else {} for t in payload["inputs"]]

@@ -52,7 +52,8 @@ def check_datatype(name: str, datatype: str) -> np.dtype:
 
 def declared_shape(name: str, shape) -> tuple[int, ...]:
     """A shape is a list of whole numbers: not a string, and no floats or booleans read as sizes."""
-    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+    if isinstance(shape, (str, bytes, dict)) or not hasattr(shape, "__iter__") \
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):  # gRPC: a repeated int64
         raise bad(f"input '{name[:64]}' has shape {str(shape)[:80]}: a shape is a list of whole numbers")
     dims = tuple(shape)
     if any(d < 0 for d in dims):
