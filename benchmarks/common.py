@@ -49,6 +49,14 @@ def save(name: str, payload: dict) -> Path:
     return path
 
 
+def keep_row(path: Path, saved: dict, row: dict, key) -> None:
+    """Put `row` into `saved["rows"]` in place of any with the same `key(row)` and write `path` at
+    once, so an interrupted benchmark keeps its finished rows and a rerun replaces, not repeats, one."""
+    saved["rows"] = [r for r in saved["rows"] if key(r) != key(row)] + [row]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(saved, indent=2) + "\n")
+
+
 def fit_rate(model, dataset, steps: int, batch_size: int, steps_per_execution: int = 1) -> float:
     """Images/s of `model.fit` over `steps` steps, timed between batch ends so that the first call
     (which may trace the train function) is left out."""

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, machine, table
+from benchmarks.common import RESULTS_DIR, keep_row, machine, table
 from common.quiet import quiet_tensorflow
 
 CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
@@ -159,10 +159,7 @@ def main(argv=None):
                    "kid": result["kid"], "readable_rate": result.get("readable_rate"),
                    "class_kl": result.get("class_coverage", {}).get("kl_from_real"),
                    "fid_floor": result["fid_real_vs_real"], "classifier": result["classifier"], "machine": machine()}
-            same = lambda r: (r["variant"], r["minutes"], r["seed"])  # noqa: E731
-            saved["rows"] = [r for r in saved["rows"] if same(r) != same(row)] + [row]
-            RESULTS_DIR.mkdir(exist_ok=True)
-            path.write_text(json.dumps(saved, indent=2) + "\n")
+            keep_row(path, saved, row, lambda r: (r["variant"], r["minutes"], r["seed"]))
             print(f"{args.minutes:g} min | {name} seed {seed}: FID {row['fid']:.3f} (floor {row['fid_floor']:.3f}), "
                   f"{steps} steps of {batch}", flush=True)
     print(summary(saved["rows"]))

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, machine, table
+from benchmarks.common import RESULTS_DIR, keep_row, machine, table
 from common.quiet import quiet_tensorflow
 
 HELD_OUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-test"
@@ -203,9 +203,8 @@ def main(argv=None):
         for name in names:
             row = run_variant(name, VARIANTS[name], lambda s, d: ev.evaluate(s, d), steps, args.minutes, seed)
             row["machine"] = machine()
-            same = lambda r: (r["variant"], r["steps"] if steps else r.get("minutes"), r.get("seed", 0))  # noqa: E731
-            saved["rows"] = [r for r in saved["rows"] if same(r) != same(row)] + [row]
-            path.write_text(json.dumps(saved, indent=2) + "\n")
+            keep_row(path, saved, row, lambda r: (r["variant"], r["steps"] if steps else r.get("minutes"),
+                                                   r.get("seed", 0)))
             print(f"{name} (seed {seed}): FID {row['fid']:.3f} (floor {row['fid_floor']}), readable "
                   f"{row['readable_rate']}, {row['steps']} steps, {row['img_per_s']:.0f} img/s", flush=True)
     print(summary(saved["rows"]))
