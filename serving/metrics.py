@@ -17,17 +17,10 @@ import logging
 import os
 import re
 
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-OWNED_DIR = "GAN_SERVE_METRICS_DIR"  # set beside it by serving.workers: the directory is ours
-# Before prometheus_client is imported (it picks its value class then): a PROMETHEUS_MULTIPROC_DIR
-# inherited from the environment, not made by our supervisor, would have one process sum in the
-# files of processes long dead. It is dropped, and the server says so once logging is set up.
-IGNORED_DIR = None
-if os.environ.get(MULTIPROCESS_DIR) and os.environ.get(OWNED_DIR) != os.environ[MULTIPROCESS_DIR]:
-    IGNORED_DIR = os.environ.pop(MULTIPROCESS_DIR)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest  # noqa: E402
-from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # an inherited one is dropped in serving/__init__.py
 
 log = logging.getLogger("serving.metrics")
 

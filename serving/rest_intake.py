@@ -44,7 +44,7 @@ def decode_json(body: bytes, max_values: int | None = None):
     if not body.strip():
         raise RequestError("INVALID_ARGUMENT", "JSON Parse error: The document is empty")
     if max_values is not None:
-        values = body.count(b",") + body.count(b"[")
+        values = body.count(b",") + 1
         if values > max_values:
             raise RequestError("INVALID_ARGUMENT", f"request body holds about {values} JSON values; a request this "
                                f"server takes holds at most {max_values}: split it or send fewer values")

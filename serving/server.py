@@ -39,7 +39,7 @@ from serving.flags import add_tfserving_flags, apply_tuning, refuse_not_applicab
 from serving.frontends.grpc_app import build_handlers
 from serving.frontends.rest_app import create_app
 from serving.frontends.rest_common import RestContext
-from serving import metrics as metrics_module
+import serving
 from serving.metrics import ServerMetrics
 from serving.model_manager import ModelManager, poll_forever
 from serving.onnx_generator import OnnxGenerator
@@ -289,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     said = apply_tuning(args, tuning)
     if said:
         logging.getLogger("serving.server").warning("%s", said)
-    if metrics_module.IGNORED_DIR:
+    if serving.IGNORED_METRICS_DIR:
         logging.getLogger("serving.server").warning(
             "ignoring PROMETHEUS_MULTIPROC_DIR=%s from the environment: this server keeps its own metrics "
-            "(with --workers, in a directory its supervisor makes)", metrics_module.IGNORED_DIR)
+            "(with --workers, in a directory its supervisor makes)", serving.IGNORED_METRICS_DIR)
     try:
         resolve(args)
         if args.workers > 1:

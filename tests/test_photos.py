@@ -67,7 +67,7 @@ def test_a_saved_run_from_before_recipes_resumes_as_the_digit_recipe():
 def test_the_runs_first_line_says_which_recipe_and_why(monkeypatch, capsys):
     import training.run as run
 
-    monkeypatch.setattr(run, "train_and_report", lambda config: 0)
+    monkeypatch.setattr(run, "train_and_report", lambda *args: 0)
     assert run.main(["--dataset", "folder", "--data-dir", "photos", "--image-size", "32", "--channels", "3"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("recipe: photos (32x32x3 colour images;") and "--recipe digits" in first, first

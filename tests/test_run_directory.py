@@ -155,11 +155,11 @@ def test_overwrite_starts_over_even_with_the_same_config(tmp_path, capsys):
     root = tmp_path / "run"
     config = TrainConfig(**{**TWO_CHECKPOINTS, "epochs": 1}, output_dir=str(root))
     train(config)
-    (root / "checkpoints" / "marker").write_text("from the first run")
+    (root / "checkpoints" / "ckpt-000000099.weights.h5").write_text("the first run's")  # ours: deleted
     capsys.readouterr()
     result = train(TrainConfig(**{**TWO_CHECKPOINTS, "epochs": 1}, output_dir=str(root), overwrite=True))
     assert "| new run in" in capsys.readouterr().out
-    assert result.global_step == 3 and not (root / "checkpoints" / "marker").exists()
+    assert result.global_step == 3 and not (root / "checkpoints" / "ckpt-000000099.weights.h5").exists()
     # The saved config never carries the flag: rerunning without it resumes.
     assert json.loads((root / "config.json").read_text())["overwrite"] is False
     train(TrainConfig(**TWO_CHECKPOINTS, output_dir=str(root)))

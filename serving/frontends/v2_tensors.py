@@ -52,10 +52,12 @@ def check_datatype(name: str, datatype: str) -> np.dtype:
 
 def declared_shape(name: str, shape) -> tuple[int, ...]:
     """A shape is a list of whole numbers: not a string, and no floats or booleans read as sizes."""
-    if isinstance(shape, (str, bytes, dict)) or not hasattr(shape, "__iter__") \
-            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):  # gRPC: a repeated int64
+    try:  # JSON: a list; gRPC: a repeated int64 (iterable, though it has no __iter__)
+        dims = () if isinstance(shape, (str, bytes, dict)) else tuple(shape)
+    except TypeError:
+        dims = ()
+    if not dims and shape != [] or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
         raise bad(f"input '{name[:64]}' has shape {str(shape)[:80]}: a shape is a list of whole numbers")
-    dims = tuple(shape)
     if any(d < 0 for d in dims):
         raise bad(f"input '{name[:64]}' has shape {list(dims)[:8]} with a negative size")
     return dims
