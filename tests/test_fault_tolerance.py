@@ -95,7 +95,9 @@ def test_ctrl_c_writes_a_checkpoint_and_names_the_command_that_resumes(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "training.run", *args], cwd=tmp_path,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
                                  "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            # as from a terminal: pytest-xdist's workers ignore SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: list(tmp_path.glob("runs/*/samples/epoch_0001.png")), proc=proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
