@@ -8,7 +8,7 @@ the files of processes long dead. It is dropped here, and the server says so onc
 
 import os as _os
 
+METRICS_DIR, OWNED_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR", "GAN_SERVE_METRICS_DIR"
 IGNORED_METRICS_DIR = None
-if _os.environ.get("PROMETHEUS_MULTIPROC_DIR") and \
-        _os.environ.get("GAN_SERVE_METRICS_DIR") != _os.environ["PROMETHEUS_MULTIPROC_DIR"]:
-    IGNORED_METRICS_DIR = _os.environ.pop("PROMETHEUS_MULTIPROC_DIR")
+if _os.environ.get(METRICS_DIR) and _os.environ.get(OWNED_METRICS_DIR) != _os.environ[METRICS_DIR]:
+    IGNORED_METRICS_DIR = _os.environ.pop(METRICS_DIR)

@@ -20,7 +20,7 @@ import re
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # an inherited one is dropped in serving/__init__.py
+from serving import METRICS_DIR as MULTIPROCESS_DIR  # an inherited one is dropped in serving/__init__.py
 
 log = logging.getLogger("serving.metrics")
 

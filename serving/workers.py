@@ -32,20 +32,20 @@ import signal
 import socket
 import sys
 import tempfile
-from pathlib import Path
 import time
 from multiprocessing.connection import wait
+from pathlib import Path
 
 from prometheus_client import multiprocess
 
+import serving
 from serving.connections import bind_socket
 
 log = logging.getLogger("serving.workers")
 RESTARTS, RESTART_WINDOW = 5, 60.0
 FIRST_BACKOFF, MAX_BACKOFF = 5.0, 60.0  # seconds between tries of a worker that keeps dying
 STARTUP_SECONDS = 600.0  # a worker loads every model version before it is ready
-METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-OWNED_DIR = "GAN_SERVE_METRICS_DIR"
+METRICS_DIR, OWNED_DIR = serving.METRICS_DIR, serving.OWNED_METRICS_DIR  # see serving/__init__.py
 METRICS_PREFIX = "gan-serve-metrics-"  # + the supervisor's pid + "-": a dead one's directory is stale
 
 
@@ -130,7 +130,8 @@ class Supervisor:
         that keeps dying (a bad new version, a truncated model file) is tried again later, with
         backoff, while the others serve on."""
         while not self.stopping:
-            wait([process.sentinel for process in self.workers.values()], timeout=0.5)
+            # live workers only: a dead one waiting for its retry keeps its sentinel ready (a busy loop)
+            wait([process.sentinel for process in self.workers.values() if process.exitcode is None], timeout=0.5)
             with contextlib.suppress(queue.Empty):
                 while True:
                     index, kind, detail = self.reports.get_nowait()
