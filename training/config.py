@@ -277,6 +277,13 @@ class TrainConfig:
         return sorted(k for k in mine if k not in ignored and mine[k] != theirs.get(k))
 
 
+def default_output_dir() -> str:
+    """Where a run goes without --output-dir: runs/<timestamp>."""
+    import datetime
+
+    return os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
 def recipe_for(values: dict[str, Any]) -> tuple[str, str]:
     """`(recipe, why)` for a mapping of settings: its `recipe` unless "auto" or absent, else photos
     for colour images of 32 px and up (the shape the dataset and flags describe), else digits."""

@@ -10,7 +10,6 @@ current step with a checkpoint, a second one at once).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 import re
 import shlex
@@ -19,7 +18,7 @@ import sys
 from common.quiet import quiet_tensorflow
 from training import sigterm
 from training.cli import parse_command_line
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, default_output_dir
 from training.data import DataError
 
 EXIT_DISK_FULL = 74  # sysexits.h EX_IOERR
@@ -36,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recipe: {config.recipe} ({why}; --recipe {other} for the other defaults, and any flag you give wins)",
           flush=True)
     if not config.output_dir:  # named now, so that every message can say how to resume this run
-        config = dataclasses.replace(config, output_dir=os.path.join(
-            "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
+        config = dataclasses.replace(config, output_dir=default_output_dir())
         argv = [*argv, "--output-dir", config.output_dir]
     quiet_tensorflow(show=tf_logs)  # before the first TensorFlow import
     with sigterm.noted():  # from here on SIGTERM or Ctrl-C stops at the next safe point
@@ -69,7 +67,7 @@ def train_and_report(config: TrainConfig, resume: str | None = None) -> int:
     except Exception as err:
         if not is_disk_full(err):
             raise
-        print(f"error: {disk_full_message(err, config)}", file=sys.stderr)
+        print(f"error: {disk_full_message(err, config, resume)}", file=sys.stderr)
         return EXIT_DISK_FULL
     if result.preempted and not result.began:
         what = "interrupted" if sigterm.interrupted() else "preempted"
@@ -96,7 +94,7 @@ def leave(config: TrainConfig, code: int) -> int:
     os._exit(code)
 
 
-def disk_full_message(err: Exception, config: TrainConfig) -> str:
+def disk_full_message(err: Exception, config: TrainConfig, resume: str = "the same command") -> str:
     """What ran out of space, about how much a rerun needs, and what it will resume from."""
     from common.atomic import DiskFullError
     from training.rundir import RunDirectory
@@ -107,8 +105,8 @@ def disk_full_message(err: Exception, config: TrainConfig) -> str:
         path = getattr(err, "filename", None) or (named and named.group(1)) or config.output_dir or "the run directory"
         err = DiskFullError(path, run.space_to_continue() if run else None)
     latest = run.latest_checkpoint() if run else None
-    resume = f"from its last checkpoint (step {latest[0]}), which is intact" if latest else "from the start"
-    return f"{err} Then rerun the same command: it resumes {resume}."
+    where = f"from its last checkpoint (step {latest[0]}), which is intact" if latest else "from the start"
+    return f"{err} Then run {resume}: it resumes {where}."
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import keras
 
 from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, LearningRateDecay, SampleGrid, Throughput,
                                 TimeBudget, tensorboard_callbacks)
-from training.config import ConfigError, TrainConfig, absolute_path
+from training.config import ConfigError, TrainConfig, absolute_path, default_output_dir
 from training.data import ImageData, load_data, load_held_out, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
 from training.gan import GAN
@@ -178,7 +177,7 @@ def resolve(config: TrainConfig, data: ImageData) -> TrainConfig:
         image_size=int(data.images.shape[1]),
         channels=int(data.images.shape[-1]),
         d_steps=config.resolved_d_steps,
-        output_dir=config.output_dir or str(Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")),
+        output_dir=config.output_dir or default_output_dir(),
     )
 
 
