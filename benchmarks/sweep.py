@@ -38,7 +38,7 @@ RECIPE_KEYS = {"width": 32, "upsampling": "pixelshuffle", "batch_size": 64, "los
                "lr_final": 0.0, "beta_2": 0.999, "d_width": None}
 OLD_RECIPE = {**RECIPE_KEYS, "upsampling": "transposed", "ema_kimg": 44.0, "ema_rampup": 0.08,
               "d_lr": 2e-4, "g_lr": 2e-4}  # the default until 0161dac
-WIDE_RECIPE = dict(RECIPE_KEYS)  # the default from 0161dac to 8e4c2f1: chosen by quality per step
+WIDE_RECIPE = dict(RECIPE_KEYS)  # the default from 0161dac to a9b789c: chosen by quality per step
 R3GAN_PENALTIES = {"loss": "rpgan", "beta_1": 0.0, "r1_gamma": 0.05, "r2_gamma": 0.05, "r1_every": 1}
 PENALTIES_EVERY_8 = {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES, "loss": "bce", "r1_every": 8}
 VARIANTS = {
@@ -59,7 +59,7 @@ VARIANTS = {
     "wide, lr 1.2e-3": {**WIDE_RECIPE, "d_lr": 1.2e-3, "g_lr": 1.2e-3},
     "wide, arch mlp": {**WIDE_RECIPE, "arch": "mlp"},
     "width 24": {**WIDE_RECIPE, "width": 24},
-    "width 16": {**WIDE_RECIPE, "width": 16},  # the default from 8e4c2f1 until the penalties' row below
+    "width 16": {**WIDE_RECIPE, "width": 16},  # the default from a9b789c until the penalties' row below
     "width 16, batch 128, lr 1.1e-3": {**WIDE_RECIPE, "width": 16, "batch_size": 128, "d_lr": 1.1e-3, "g_lr": 1.1e-3},
     "width 16, transposed": {**WIDE_RECIPE, "width": 16, "upsampling": "transposed"},
     "width 16, rpgan + R1 + R2 0.05": {**WIDE_RECIPE, "width": 16, **R3GAN_PENALTIES},
@@ -72,11 +72,11 @@ VARIANTS = {
     "width 16, lr 5e-4": {**WIDE_RECIPE, "width": 16, "d_lr": 5e-4, "g_lr": 5e-4},
     "width 16, EMA 5 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 5.0},
     "width 16, EMA 20 kimg": {**WIDE_RECIPE, "width": 16, "ema_kimg": 20.0},
-    "width 16, bce + R1 + R2 0.05 every 8": PENALTIES_EVERY_8,  # the default in session 27
+    "width 16, bce + R1 + R2 0.05 every 8": PENALTIES_EVERY_8,  # the default before the lr 1.6e-3 row (benchmarks/HISTORY.md)
     "width 16, penalties every 8, beta_2 0.99": {**PENALTIES_EVERY_8, "beta_2": 0.99},
     "width 16, penalties every 8, translation": {**PENALTIES_EVERY_8, "diffaugment": "translation"},
     "width 16, penalties every 8, lr 1.2e-3": {**PENALTIES_EVERY_8, "d_lr": 1.2e-3, "g_lr": 1.2e-3},
-    "width 16, penalties every 8, lr 1.6e-3": {**PENALTIES_EVERY_8, "d_lr": 1.6e-3, "g_lr": 1.6e-3},  # since session 28
+    "width 16, penalties every 8, lr 1.6e-3": {**PENALTIES_EVERY_8, "d_lr": 1.6e-3, "g_lr": 1.6e-3},  # the default (DEFAULT below)
     "width 16, penalties every 8, lr 2.4e-3": {**PENALTIES_EVERY_8, "d_lr": 2.4e-3, "g_lr": 2.4e-3},
     "width 16, penalties every 8, G lr 4e-4": {**PENALTIES_EVERY_8, "g_lr": 4e-4},
     "width 12, D width 16, penalties every 8": {**PENALTIES_EVERY_8, "width": 12, "d_width": 16},

@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 
 from common.atomic import write_bytes_atomic
+from common.signature import random_z
 
 COLOR_TYPE = {1: 0, 3: 2}  # channels -> PNG colour type: greyscale, truecolour
 
@@ -74,8 +75,8 @@ def sample_inputs(latent_dim: int, num_samples: int, num_classes: int | None, se
     rng = np.random.default_rng(seed)
     if not num_classes:
         rows = max(1, int(np.floor(np.sqrt(num_samples))))
-        return rng.standard_normal((num_samples, latent_dim)).astype(np.float32), rows
+        return random_z(num_samples, latent_dim, rng), rows
     per_class = max(1, -(-num_samples // num_classes))
     labels = np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
-    z = rng.standard_normal((len(labels), latent_dim)).astype(np.float32)
+    z = random_z(len(labels), latent_dim, rng)
     return [z, labels], num_classes

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import write_bytes_atomic
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
@@ -56,6 +58,19 @@ def read_idx_dir(directory: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         if label_file.is_file():
             labels.append(read_idx(label_file).astype(np.int32))
     return np.concatenate(images), (np.concatenate(labels) if len(labels) == len(files) else None)
+
+
+def write_idx_dir(directory: str | Path, images: np.ndarray, labels: np.ndarray, prefix: str = "t10k") -> Path:
+    """`<prefix>-images-idx3-ubyte.gz` and `<prefix>-labels-idx1-ubyte.gz` in `directory` (made if
+    needed), each written whole or not at all: what `read_idx_dir` reads back."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    images = np.asarray(images, np.uint8).reshape(len(images), *np.shape(images)[1:3])
+    labels = np.asarray(labels, np.uint8)
+    for name, array in ((f"{prefix}-images-idx3-ubyte.gz", images), (f"{prefix}-labels-idx1-ubyte.gz", labels)):
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+        write_bytes_atomic(root / name, gzip.compress(header + array.tobytes()))
+    return root
 
 
 def read_mnist_sample() -> tuple[np.ndarray, np.ndarray]:

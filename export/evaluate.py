@@ -16,7 +16,6 @@ once the classifier is cached. Exit 2 on a bad path or dataset, with one line sa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ from common.realdata import RealDataError, read_idx_dir, read_mnist_sample  # no
 from export import ExportError  # noqa: E402
 from export.artifacts import load_sampler  # noqa: E402
 from metrics.evaluator import Evaluator, format_report  # noqa: E402
+from training.finished_run import FinishedRun, NotARunError  # noqa: E402
 
 
 def load_real(dataset: str, data_dir: str | None, image_shape: tuple[int, ...], labels: bool):
@@ -62,7 +62,8 @@ def load_reference(reference_dir: str, image_shape: tuple[int, ...], class_names
     if not root.is_dir():
         raise RealDataError(f"--reference-dir {root} does not exist or is not a directory: point it at held-out "
                             "real images (MNIST-format idx files, or an image folder), or leave it out to score "
-                            "against the training data.")
+                            "against the training data. For MNIST, python -m training.mnist_test DIR writes the "
+                            "10,000 test digits there.")
     if any("-idx3-ubyte" in p.name for p in root.iterdir()):
         reference, labels = read_idx_dir(root)
     else:
@@ -101,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--num-samples must be at least 2")
     try:
         if args.run_dir:
-            run = Path(args.run_dir)
-            if not (run / "config.json").is_file() or not (run / "generator.keras").is_file():
-                raise ExportError(f"{run} is not a finished run directory (needs config.json and generator.keras).")
-            config = json.loads((run / "config.json").read_text())
-            sampler = load_sampler(run / "generator.keras")
-            dataset, data_dir = config["dataset"], config.get("data_dir")
-            output = Path(args.output) if args.output else run / "evaluation.json"
+            try:
+                run = FinishedRun.open(args.run_dir)
+                config = run.require_config("--run-dir (it scores against the run's own dataset)")
+            except NotARunError as err:
+                raise ExportError(str(err)) from None
+            sampler = load_sampler(run.generator_path)
+            dataset, data_dir = config.dataset, config.data_dir
+            output = Path(args.output) if args.output else run.root / "evaluation.json"
         else:
             sampler = load_sampler(args.model)
             dataset, data_dir = args.dataset, args.data_dir

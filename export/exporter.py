@@ -30,6 +30,7 @@ from export.variant_gate import DEFAULT_MAX_FID_INCREASE, DEFAULT_SAMPLES, build
 from serving.onnx_generator import variant_file
 from export.publish import ExportRoot
 from export.signature import GeneratorSpec
+from training.finished_run import FinishedRun, NotARunError
 
 
 @dataclass
@@ -41,15 +42,18 @@ class ExportResult:
     variants: dict = field(default_factory=dict)  # variant -> VariantReport (published or not)
 
 
-def load_generator(run_dir: Path) -> keras.Model:
+def open_run(run_dir: str | Path) -> FinishedRun:
+    """The run to export, read-only (`training.finished_run`); ExportError when it is not a finished run."""
+    try:
+        return FinishedRun.open(run_dir)
+    except NotARunError as err:
+        raise ExportError(str(err)) from None
+
+
+def load_generator(run: FinishedRun | str | Path) -> keras.Model:
     import training.models  # noqa: F401  (registers the custom layers load_model needs)
 
-    path = run_dir / "generator.keras"
-    if not run_dir.is_dir():
-        raise ExportError(f"--run-dir {run_dir} does not exist; point it at a directory written by training.run.")
-    if not path.is_file():
-        raise ExportError(f"{run_dir} has no generator.keras: the run has not finished. Train it to the end "
-                          "(or with --max-minutes) first.")
+    path = (run if isinstance(run, FinishedRun) else open_run(run)).generator_path
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:
@@ -57,14 +61,9 @@ def load_generator(run_dir: Path) -> keras.Model:
                           "incompatible version; re-run training to write it again.") from None
 
 
-def _training_facts(run_dir: Path) -> dict:
-    def read(name):
-        path = run_dir / name
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    history = read("history.json") or []
-    return {"run_dir": str(run_dir), "config": read("config.json"), "dataset": read("dataset.json"),
-            "final_metrics": history[-1] if history else None}
+def _training_facts(run: FinishedRun) -> dict:
+    return {"run_dir": str(run.root), "config": run.config and run.config.to_dict(), "dataset": run.dataset,
+            "final_metrics": run.final_metrics}
 
 
 def needed_bytes(generator: keras.Model) -> int:
@@ -84,11 +83,12 @@ def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generat
         raise ExportError(f"--output-dir {output_dir} is a file; choose a directory path.")
     if not model_name or not all(c.isalnum() or c in "-_." for c in model_name) or model_name.startswith("."):
         raise ExportError(f"--model-name {model_name!r} must be letters, digits, '-', '_' or '.', not starting with '.'.")
-    generator = load_generator(run_dir)
+    run = open_run(run_dir)
+    generator = load_generator(run)
     spec = GeneratorSpec.of(generator)
     root = ExportRoot(output_dir, model_name)
     try:
-        return _export(generator, spec, run_dir, root, version, tolerance, tuple(variants), max_fid_increase,
+        return _export(generator, spec, run, root, version, tolerance, tuple(variants), max_fid_increase,
                        variant_samples)
     except (ExportError, ParityError):
         raise
@@ -98,10 +98,10 @@ def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generat
         raise
 
 
-def _export(generator, spec, run_dir: Path, root: ExportRoot, version: int | None, tolerance: float,
+def _export(generator, spec, run: FinishedRun, root: ExportRoot, version: int | None, tolerance: float,
             variants: tuple[str, ...], max_fid_increase: float, variant_samples: int) -> ExportResult:
     (root.out / "onnx").mkdir(parents=True, exist_ok=True)
-    facts = _training_facts(run_dir)
+    facts = _training_facts(run)
     with root.claim(version) as staged:
         version, stage, name = staged.version, staged.savedmodel, root.name
         write_savedmodel(generator, spec, stage)
@@ -118,7 +118,7 @@ def _export(generator, spec, run_dir: Path, root: ExportRoot, version: int | Non
             raise ParityError(f"Parity check failed, nothing was published (numbers in {root.failure_path}):\n  "
                           + "\n  ".join(report["failures"]))
         # Variants are built and judged beside the staged version; only those that pass go with it.
-        variant_reports, passed = build_and_gate(run_dir, spec, staged.onnx, staged.root, variants,
+        variant_reports, passed = build_and_gate(run, spec, staged.onnx, staged.root, variants,
                                                  max_fid_increase, variant_samples)
         for variant, path in passed.items():
             path.rename(staged.onnx_dir / path.name)

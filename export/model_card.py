@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 
 from common.atomic import sha256_of
-from export.signature import OUTPUT_NAME, SIGNATURE_NAME, GeneratorSpec
+from export.signature import SIGNATURE_NAME, GeneratorSpec
 
 
 
@@ -28,24 +28,13 @@ def build_model_card(*, model_name: str, version: int, spec: GeneratorSpec, trai
                      variants: dict | None = None) -> dict:
     """`artifacts` maps each artifact's published path (relative to the export root) to the file;
     `variants` holds each ONNX variant's quality-gate numbers, published or not."""
-    height, width, channels = spec.image_shape
-    inputs = {"z": {"dtype": "float32", "shape": [-1, spec.latent_dim]}}
-    if spec.num_classes:
-        inputs["label"] = {"dtype": "int32", "shape": [-1], "range": [0, spec.num_classes - 1]}
     return {
         "model_name": model_name,
         "version": version,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "latent_dim": spec.latent_dim,
-        "image_shape": [height, width, channels],
-        "channels": channels,
-        "value_range": [-1.0, 1.0],
-        "conditional": bool(spec.num_classes),
-        "num_classes": spec.num_classes,
+        **spec.card_entries(),  # latent_dim, image_shape, channels, value_range, conditional, num_classes, inputs, outputs
         "class_names": (training.get("dataset") or {}).get("class_names"),
         "signature_name": SIGNATURE_NAME,
-        "inputs": inputs,
-        "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [-1, height, width, channels]}},
         "training": training,
         "package_versions": package_versions(),
         "savedmodel_op_set": op_set,

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: " + __doc__.split("Exit codes: ", 1)[1].strip(),
         description="Export a trained generator for TensorFlow Serving and onnxruntime. Both artifacts "
                     "must match the Keras generator (parity gate) before anything is published.")
-    parser.add_argument("--run-dir", required=True, help="Run directory written by training.run.")
+    parser.add_argument("--run-dir", help="Run directory written by training.run (default: the run under runs/ "
+                        "that finished last, named on the first line).")
     parser.add_argument("--output-dir", default="exports", help="Export root (default: exports).")
     parser.add_argument("--model-name", default="generator", help="Model name in TF Serving and file names (default: generator).")
     parser.add_argument("--version", type=int, default=None,
@@ -46,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.run_dir is None:
+        from training.rundir import newest_finished_run
+
+        newest = newest_finished_run("runs")
+        if newest is None:
+            print("error: no --run-dir given and no finished run under runs/ (one holding generator.keras); "
+                  "train one with python -m training.run, or give --run-dir", file=sys.stderr)
+            return 2
+        args.run_dir = str(newest)
+        print(f"exporting {newest}: the run under runs/ that finished last (--run-dir picks another)", flush=True)
     quiet_tensorflow()  # parse first: --help and flag errors answer without loading TensorFlow
     from export.exporter import export_generator
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.signature import LABEL, Z, random_z
 from export.signature import SIGNATURE_NAME, GeneratorSpec, serving_function
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -33,9 +34,9 @@ def write_savedmodel(generator: keras.Model, spec: GeneratorSpec, path: Path) ->
 def example_inputs(spec: GeneratorSpec, batch_size: int, seed: int) -> dict[str, np.ndarray]:
     """Random named inputs for `spec`: standard-normal `z` and uniform labels."""
     rng = np.random.default_rng(seed)
-    inputs = {"z": rng.standard_normal((batch_size, spec.latent_dim)).astype(np.float32)}
+    inputs = {Z: random_z(batch_size, spec.latent_dim, rng)}
     if spec.num_classes:
-        inputs["label"] = rng.integers(0, spec.num_classes, size=batch_size).astype(np.int32)
+        inputs[LABEL] = rng.integers(0, spec.num_classes, size=batch_size).astype(np.int32)
     return inputs
 
 

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from common.signature import IMAGES, LABEL, Z, GeneratorSignature
 from training.models import class_count
 
 SIGNATURE_NAME = "serving_default"
-OUTPUT_NAME = "images"
+OUTPUT_NAME = IMAGES
 
 
 @dataclass(frozen=True)
-class GeneratorSpec:
-    latent_dim: int
-    image_shape: tuple[int, int, int]
-    num_classes: int | None
+class GeneratorSpec(GeneratorSignature):
+    """The signature (`common.signature`) read off a Keras generator, with TensorFlow's specs of it."""
 
     @classmethod
     def of(cls, generator: keras.Model) -> GeneratorSpec:
@@ -34,14 +33,10 @@ class GeneratorSpec:
 
     @property
     def input_signature(self) -> list[tf.TensorSpec]:
-        spec = [tf.TensorSpec([None, self.latent_dim], tf.float32, name="z")]
+        spec = [tf.TensorSpec([None, self.latent_dim], tf.float32, name=Z)]
         if self.num_classes:
-            spec.append(tf.TensorSpec([None], tf.int32, name="label"))
+            spec.append(tf.TensorSpec([None], tf.int32, name=LABEL))
         return spec
-
-    @property
-    def input_names(self) -> list[str]:
-        return [s.name for s in self.input_signature]
 
 
 def serving_function(generator: keras.Model, spec: GeneratorSpec):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.signature import labels_in_turn, random_z
+
 MIN_RELIABLE_SAMPLES = 2000
 DEFAULT_SAMPLES = 2000
 DEFAULT_MAX_FID_INCREASE = 0.10
@@ -62,9 +64,8 @@ def onnx_sampler(path: Path, check: bool = True) -> Sample:
 
 
 def max_abs_diff(a: Sample, b: Sample, latent_dim: int, num_classes: int | None, n: int = 256, seed: int = 7) -> float:
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, latent_dim)).astype(np.float32)
-    labels = (np.arange(n) % num_classes).astype(np.int32) if num_classes else None
+    z = random_z(n, latent_dim, seed)
+    labels = labels_in_turn(n, num_classes) if num_classes else None
     return float(np.max(np.abs(a(z, labels) - b(z, labels))))
 
 
@@ -96,24 +97,23 @@ def gate_variants(fp32_path: Path, variant_paths: dict[str, Path], scorer: Score
     return reports
 
 
-def run_scorer(run_dir: Path, image_shape: tuple[int, int, int], latent_dim: int, num_classes: int | None,
+def run_scorer(run, image_shape: tuple[int, int, int], latent_dim: int, num_classes: int | None,
                num_samples: int, seed: int = 0) -> Scorer:
-    """FID with the project's evaluator (metrics.evaluator) against the run's own dataset, read from its
-    config.json. The gate compares two models on the same z against the same images, so the training
-    data serves as reference: the evaluator's memorisation warning does not apply to a difference."""
-    import json
-
+    """FID with the project's evaluator (metrics.evaluator) against the dataset of `run` (a
+    `training.finished_run.FinishedRun`). The gate compares two models on the same z against the same
+    images, so the training data serves as reference: the evaluator's memorisation warning does not
+    apply to a difference."""
     from export import ExportError
     from metrics.evaluator import Evaluator
     from training.data import DataError, load_data
+    from training.finished_run import NotARunError
 
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.is_file():
-        raise ExportError(f"--variants needs real images to measure FID, found through {config_path}, which "
-                          "does not exist; export a run directory written by training.run.")
-    config = json.loads(config_path.read_text())
     try:
-        real = load_data(config["dataset"], config.get("data_dir"), image_shape[0], image_shape[-1],
+        config = run.require_config("--variants (its FID is measured against the run's own images)")
+    except NotARunError as err:
+        raise ExportError(str(err)) from None
+    try:
+        real = load_data(config.dataset, config.data_dir, image_shape[0], image_shape[-1],
                          conditional=bool(num_classes), keep_labels=True)
     except DataError as err:
         raise ExportError(f"--variants cannot load the run's dataset to measure FID: {err}") from None
@@ -121,7 +121,7 @@ def run_scorer(run_dir: Path, image_shape: tuple[int, int, int], latent_dim: int
     return lambda sample: evaluator.evaluate(sample, latent_dim, num_classes)
 
 
-def build_and_gate(run_dir: Path, spec, fp32_path: Path, staging: Path, variants: tuple[str, ...],
+def build_and_gate(run, spec, fp32_path: Path, staging: Path, variants: tuple[str, ...],
                    max_fid_increase: float, num_samples: int) -> tuple[dict[str, VariantReport], dict[str, Path]]:
     """Write each variant into `staging`, gate them all; returns the reports and the files that passed."""
     from export.variants import write_variant
@@ -131,7 +131,7 @@ def build_and_gate(run_dir: Path, spec, fp32_path: Path, staging: Path, variants
     paths = {variant: Path(staging) / f"model.{variant}.onnx" for variant in variants}
     for variant, path in paths.items():
         write_variant(variant, fp32_path, path, spec.latent_dim, spec.num_classes)
-    scorer = run_scorer(run_dir, spec.image_shape, spec.latent_dim, spec.num_classes, num_samples)
+    scorer = run_scorer(run, spec.image_shape, spec.latent_dim, spec.num_classes, num_samples)
     reports = gate_variants(fp32_path, paths, scorer, num_samples, spec.latent_dim, spec.num_classes, max_fid_increase)
     for report in reports.values():
         report.published = report.passed

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.signature import LABEL, Z, labels_in_turn, random_z
 from export import ExportError
 from serving.onnx_generator import VARIANTS  # serving holds the list: it may not import export
 
@@ -45,9 +46,9 @@ def calibration_inputs(latent_dim: int, num_classes: int | None, seed: int,
     rng = np.random.default_rng(seed)
     feeds = []
     for i in range(batches):
-        feed = {"z": rng.standard_normal((batch_size, latent_dim)).astype(np.float32)}
+        feed = {Z: random_z(batch_size, latent_dim, rng)}
         if num_classes:
-            feed["label"] = ((np.arange(batch_size) + i * batch_size) % num_classes).astype(np.int32)
+            feed[LABEL] = labels_in_turn(batch_size, num_classes, start=i * batch_size)
         feeds.append(feed)
     return feeds
 

@@ -11,7 +11,7 @@ cached ONNX file with onnxruntime, so it imports no TensorFlow; Keras and Tensor
 Training is float32 whatever the global dtype policy, and every random choice (weights, dropout,
 augmentation, data order) comes from the recipe's own seed: training a classifier never touches the
 global random state, so a run that trains one and a resumed run that finds it cached see the same
-random numbers (issue 10, item 16).
+random numbers.
 """
 
 from __future__ import annotations

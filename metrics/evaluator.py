@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from common.signature import random_z
 from metrics.classifier import Recipe, get_classifier, to_unit_range
 from metrics.coverage import class_coverage, readable_rate
 from metrics.frechet import fid
@@ -70,7 +71,7 @@ class Evaluator:
     def sample_inputs(self, latent_dim: int, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """The fixed noise (and labels, with the real class frequencies) every evaluation uses."""
         rng = np.random.default_rng([self.seed, 1])
-        z = rng.standard_normal((self.num_samples, latent_dim)).astype(np.float32)
+        z = random_z(self.num_samples, latent_dim, rng)
         if not num_classes:
             return z, None
         pool = self.reference_labels if self.reference_labels is not None else np.arange(num_classes)

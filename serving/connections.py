@@ -2,13 +2,17 @@
 
 uvicorn's h11 protocol plus what it lacks. A request's headers must arrive within the read timeout
 of its first byte (or of the connection opening). At most `max_connections` connections are open
-at once, sized from the file-descriptor limit (`connection_cap`); when a new one arrives at the
-cap, room is made by closing the oldest idle connection, else the one whose request body has made
-no progress for longest (a client that sent headers and part of a body, then stopped). When every
-connection is really busy, the newcomer takes one of `reserve` extra slots on probation: it must
-send its headers within `PROBATION_SECONDS` and may only ask for health and metrics (anything else
-gets 503 and Retry-After), so /healthz, /ready and /metrics answer at the cap.
-`bind_socket` opens the listeners themselves: a taken port is one clear line.
+at once, sized from the file-descriptor limit (`connection_cap`). When a new one arrives at the cap,
+room is made by closing the connection least likely to be a working client: first the slowest one
+still sending its request after `GRACE_SECONDS` (under `MIN_BYTES_PER_SECOND` on average, or silent
+for `STALLED_SECONDS`: a body dribbled a byte at a time is slow however regular its bytes), then the
+one quiet longest (no request in flight: kept alive between requests, or opened and silent so far).
+A connection whose request arrived whole and is being answered is never closed for room.
+When no connection qualifies, the newcomer takes one of `reserve` extra slots on probation: once its
+headers arrive it tries again to make room, and if there is still none it may only ask for health
+and metrics (anything else gets 503 and Retry-After), so /healthz, /ready and /metrics answer at the
+cap. A full reserve makes room by closing the probation connection that has waited longest for its
+headers. `bind_socket` opens the listeners themselves: a taken port is one clear line.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger("serving.connections")
 PROBATION = "gan_serve_probation"   # marks a reserve-slot connection's requests (ASGI scope["state"])
 PROBATION_SECONDS = 2.0
-STALLED_SECONDS = 1.0               # a body with no new byte for this long can be closed at the cap
+GRACE_SECONDS = 0.25                # a request younger than this is never judged slow
+MIN_BYTES_PER_SECOND = 4096         # slower than this on average, a request can be closed at the cap
+STALLED_SECONDS = 1.0               # no new byte for this long: closable at the cap whatever the average
 RESERVE = 16
 FDS_PER_CONNECTION = 2              # a REST connection and a gRPC one may each be open per client
 FDS_KEPT = 256                      # models, logs, thread wake-up pipes, the listeners, headroom
@@ -57,41 +63,64 @@ def guarded_h11_protocol(read_timeout: float, max_connections: int, on_close=lam
     class GuardedH11Protocol(H11Protocol):
         _header_timer = None
         _probation = False
+        _request_started = None  # when the first byte of the request being received arrived
+        _request_bytes = 0
 
         def connection_made(self, transport):
             super().connection_made(transport)
             self._opened = self._last_data = self.loop.time()
             if len(self.connections) > max_connections and not self._make_room():
-                if len(self.connections) > max_connections + reserve:
+                if sum(c._probation for c in self._others()) >= reserve and not self._close_oldest_probation():
                     on_close("over_capacity")
                     self.transport.close()
                     return
-                self._probation = True  # a reserve slot: health and metrics only
+                self._probation = True  # a reserve slot: health and metrics only, unless room appears
                 self.app_state = {**self.app_state, PROBATION: True}
             self._arm(min(read_timeout, PROBATION_SECONDS) if self._probation else read_timeout)
 
+        def _others(self) -> list:
+            return [c for c in self.connections if c is not self and getattr(c, "_opened", None) is not None
+                    and not c.transport.is_closing()]
+
         def _make_room(self) -> bool:
-            """Close the oldest idle connection, else the most stalled body; False if none qualifies."""
-            others = [c for c in self.connections if c is not self and getattr(c, "_opened", None) is not None
-                      and not c.transport.is_closing()]
-            idle = [c for c in others if c._between_requests()]
+            """Close the slowest sender, else the connection quiet longest; False if none qualifies."""
             now = self.loop.time()
-            stalled = [c for c in others if c._sending_body() and now - c._last_data >= STALLED_SECONDS]
-            victim = min(idle, key=lambda c: c._opened) if idle else \
-                min(stalled, key=lambda c: c._last_data) if stalled else None
+            others = [c for c in self._others() if not c._probation]
+            slow = [c for c in others if c._slow(now)]
+            quiet = [c for c in others if c._quiet()]
+            victim = min(slow, key=lambda c: c._rate(now)) if slow else \
+                min(quiet, key=lambda c: c._last_data) if quiet else None
             if victim is None:
                 return False
             on_close("over_capacity")
             victim.transport.close()
             return True
 
+        def _close_oldest_probation(self) -> bool:
+            waiting = [c for c in self._others() if c._probation and c._between_requests()]
+            if not waiting:
+                return False
+            on_close("over_capacity")
+            min(waiting, key=lambda c: c._opened).transport.close()
+            return True
+
         def data_received(self, data: bytes) -> None:
-            self._last_data = self.loop.time()
-            if self._header_timer is None and self._between_requests():
+            now = self._last_data = self.loop.time()
+            awaiting_headers = self._between_requests()
+            if self._request_started is None and awaiting_headers:
+                self._request_started, self._request_bytes = now, 0
+            self._request_bytes += len(data)
+            if self._header_timer is None and awaiting_headers:
                 self._arm(read_timeout)
             super().data_received(data)
-            if not self._between_requests():  # headers complete: the app's body timeout takes over
-                self._disarm()
+            if awaiting_headers and not self._between_requests():  # headers complete: the app's body timeout
+                self._disarm()                                     # takes over
+                if self._probation and self._make_room():  # room now: a full connection after all
+                    self._probation = False
+                    self.app_state = {k: v for k, v in self.app_state.items() if k != PROBATION}
+                    self.cycle.scope["state"].pop(PROBATION, None)  # its app task has not run yet
+            if self.conn.their_state is not h11.IDLE and self.conn.their_state is not h11.SEND_BODY:
+                self._request_started = None  # the request is in whole: answering it is our part
 
         def connection_lost(self, exc):
             self._disarm()
@@ -100,9 +129,17 @@ def guarded_h11_protocol(read_timeout: float, max_connections: int, on_close=lam
         def _between_requests(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
 
-        def _sending_body(self) -> bool:
-            return self.cycle is not None and not self.cycle.response_complete and \
-                self.conn.their_state is h11.SEND_BODY
+        def _rate(self, now: float) -> float:
+            return self._request_bytes / max(now - self._request_started, 1e-6)
+
+        def _slow(self, now: float) -> bool:
+            """Still sending its request, past the grace, and too slowly or not at all."""
+            return self._request_started is not None and now - self._request_started >= GRACE_SECONDS and (
+                self._rate(now) < MIN_BYTES_PER_SECOND or now - self._last_data >= STALLED_SECONDS)
+
+        def _quiet(self) -> bool:
+            """No request in flight: kept alive after one, or opened and silent so far."""
+            return self._request_started is None and self._between_requests()
 
         def _arm(self, seconds: float):
             self._header_timer = self.loop.call_later(seconds, self._too_slow)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.signature import GeneratorSignature, labels_in_turn, random_z
 from serving.validation import InputError, ModelInfo, check_inputs, check_labels  # noqa: F401 (re-exported)
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -121,8 +122,12 @@ class OnnxGenerator:
         if "label" in inputs and not num_classes:
             raise ValueError(f"{self.path} takes labels but records no class count (metadata or model card).")
         image_shape = tuple(int(d) for d in self.session.get_outputs()[0].shape[1:])
-        return ModelInfo(int(inputs["z"].shape[1]), image_shape, num_classes if "label" in inputs else None,
+        info = ModelInfo(int(inputs["z"].shape[1]), image_shape, num_classes if "label" in inputs else None,
                          tuple(inputs), card)
+        if card and "latent_dim" in card and "image_shape" in card and GeneratorSignature.from_card(card) != info.signature:
+            raise ValueError(f"{self.path} does not match its model card: the model is {info.signature}, the card "
+                             f"says {GeneratorSignature.from_card(card)}; export it again with python -m export.run")
+        return info
 
     # -- inference ------------------------------------------------------------------------------
 
@@ -156,12 +161,12 @@ class OnnxGenerator:
         if z is None:
             if num is None or num <= 0:
                 raise ValueError("pass num > 0 or z")
-            z = np.random.default_rng(seed).standard_normal((num, self.info.latent_dim)).astype(np.float32)
+            z = random_z(num, self.info.latent_dim, seed)
         inputs = {"z": np.asarray(z, dtype=np.float32)}
         if self.info.num_classes:
             n = len(inputs["z"])
             if labels is None:
-                labels = np.arange(n) % self.info.num_classes
+                labels = labels_in_turn(n, self.info.num_classes)
             labels = check_labels(labels, self.info.num_classes)  # the values given, before any broadcast
             inputs["label"] = np.broadcast_to(labels, (n,)).copy()
         elif labels is not None:

@@ -85,12 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Full batches that may wait per model version; beyond that requests get 429 / "
                         "RESOURCE_EXHAUSTED at once (TF Serving's max_enqueued_batches).")
     p.add_argument("--max-connections", type=int, default=None,
-                   help="Open REST connections, open gRPC connections and concurrent gRPC calls, each at most "
+                   help="Open REST connections, open gRPC connections and gRPC calls waiting for their request "
+                        "message, each at most; twice as many gRPC calls may run at once "
                         "(default: 1000, or fewer when the file-descriptor limit, raised to its hard limit, cannot "
                         "hold 2 per connection plus 272; a larger value is lowered to what fits). 16 more REST "
                         "connections are reserved for /healthz, /ready and metrics.")
     p.add_argument("--read-timeout-seconds", type=float, default=30.0,
-                   help="Longest a client may take to send a request's headers and body (gRPC: its handshake).")
+                   help="Longest a client may take to send a request's headers and body (gRPC: its handshake, "
+                        "and each call's request message).")
     p.add_argument("--idle-timeout-seconds", type=float, default=30.0,
                    help="Idle connections (no request in flight) are closed after this long.")
     p.add_argument("--version-settle-seconds", type=float, default=2.0,
@@ -129,7 +131,9 @@ def bind_grpc(args, max_message_bytes: int, share: bool = False) -> grpc.aio.Ser
                ("grpc.max_connection_idle_ms", ms(args.idle_timeout_seconds)),
                ("grpc.keepalive_time_ms", ms(max(args.idle_timeout_seconds, 10))),
                ("grpc.keepalive_timeout_ms", ms(args.read_timeout_seconds))]
-    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=args.max_connections)
+    # Calls waiting for their message are at most --max-connections (serving.frontends.grpc_common.
+    # MessageWait), so as many slots again always remain for calls that sent theirs.
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=2 * args.max_connections)
     address = f"[{args.host}]:{args.grpc_port}" if ":" in args.host else f"{args.host}:{args.grpc_port}"
     if not share:  # a taken port: one line, before gRPC's own logs (the supervisor checked a shared one)
         bind_socket(args.host, args.grpc_port, "--grpc-port").close()
@@ -207,7 +211,8 @@ async def serve(args, worker: tuple[int, object] | None = None) -> None:
         context = RestContext(core, metrics, body_limit, args.read_timeout_seconds, timeout)
         rest = build_rest(create_app(context, args.prometheus_path), rest_socket, metrics, args)
     if grpc_server:
-        grpc_server.add_generic_rpc_handlers(build_handlers(core, metrics))
+        grpc_server.add_generic_rpc_handlers(build_handlers(core, metrics, args.read_timeout_seconds,
+                                                            args.max_connections))
         await grpc_server.start()
 
     stop = asyncio.Event()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.signature import GeneratorSignature
+
 
 class InputError(ValueError):
     """Inputs that do not fit the model: the message says which input and what it needs."""
@@ -20,16 +22,22 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What a loaded generator is: its signature's fields, its graph's input names, its model card."""
+
     latent_dim: int
     image_shape: tuple[int, int, int]
     num_classes: int | None
     input_names: tuple[str, ...]
     card: dict | None
 
+    @property
+    def signature(self) -> GeneratorSignature:
+        return GeneratorSignature(self.latent_dim, self.image_shape, self.num_classes)
+
 
 def expected_inputs(info: ModelInfo) -> dict[str, tuple[int, ...]]:
     """Each input's shape after the batch dimension: z is [batch, latent], label is [batch]."""
-    return {"z": (info.latent_dim,), **({"label": ()} if info.num_classes else {})}
+    return info.signature.input_shapes()
 
 
 def few(names, shown: int = 5) -> str:

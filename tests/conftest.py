@@ -27,10 +27,11 @@ os.environ.setdefault("GAN_SERVE_CACHE", tempfile.mkdtemp(prefix="gan-serve-test
 
 
 def pytest_collection_modifyitems(config, items):
-    """The second tier (marker `tier2`) and the TFX tier (marker `tfx`) run only when `-m` names them
-    (`python -m pytest -m tier2`, `-m tfx`), so `python -m pytest` and `python -m pytest -m "not slow"`
-    stay the fast tier."""
-    for tier in ("tier2", "tfx"):
+    """The second tier (marker `tier2`), the browser tier (`browser`: needs chromium) and the TFX tier
+    (`tfx`) run only when `-m` names them (`python -m pytest -m tier2`, `-m browser`, `-m tfx`), so
+    `python -m pytest` and `python -m pytest -m "not slow"` stay the fast tier, which needs nothing
+    beyond what the README's install command installs."""
+    for tier in ("tier2", "browser", "tfx"):
         if tier in (config.option.markexpr or ""):
             continue
         left_out = [item for item in items if item.get_closest_marker(tier)]
@@ -54,19 +55,11 @@ def has_real_mnist(directory: Path = MNIST_TEST_DIR) -> bool:
 
 def write_mnist_sample_as_idx(directory: Path) -> Path:
     """`t10k-images-idx3-ubyte.gz` and `t10k-labels-idx1-ubyte.gz` holding the mnist-sample digits."""
-    import gzip
-
-    import numpy as np
-
+    from common.realdata import write_idx_dir
     from training.data import load_mnist_sample
 
     data = load_mnist_sample()
-    images, labels = data.images[..., 0], data.labels.astype(np.uint8)
-    header = bytes([0, 0, 0x08, 3]) + b"".join(int(n).to_bytes(4, "big") for n in images.shape)
-    (directory / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes()))
-    header = bytes([0, 0, 0x08, 1]) + len(labels).to_bytes(4, "big")
-    (directory / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + labels.tobytes()))
-    return directory
+    return write_idx_dir(directory, data.images, data.labels)
 
 
 def run_python(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -12,12 +12,13 @@ from onnx import TensorProto, helper, numpy_helper
 LATENT, IMAGE = 8, (4, 4, 1)
 
 
-def generator_model(seed: int = 0, latent_dim: int = LATENT, num_classes: int | None = None) -> onnx.ModelProto:
-    """images = tanh(z @ W [+ onehot(label) @ E]) reshaped to [batch, 4, 4, 1]."""
+def generator_model(seed: int = 0, latent_dim: int = LATENT, num_classes: int | None = None,
+                    image: tuple[int, int, int] = IMAGE) -> onnx.ModelProto:
+    """images = tanh(z @ W [+ onehot(label) @ E]) reshaped to [batch, *image] ([batch, 4, 4, 1])."""
     rng = np.random.default_rng(seed)
-    pixels = int(np.prod(IMAGE))
+    pixels = int(np.prod(image))
     inits = [numpy_helper.from_array(rng.standard_normal((latent_dim, pixels)).astype(np.float32), "W"),
-             numpy_helper.from_array(np.array([-1, *IMAGE], np.int64), "shape")]
+             numpy_helper.from_array(np.array([-1, *image], np.int64), "shape")]
     nodes = [helper.make_node("MatMul", ["z", "W"], ["h"])]
     inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_dim])]
     if num_classes:
@@ -27,7 +28,7 @@ def generator_model(seed: int = 0, latent_dim: int = LATENT, num_classes: int | 
     nodes += [helper.make_node("Tanh", ["s" if num_classes else "h"], ["t"]),
               helper.make_node("Reshape", ["t", "shape"], ["images"])]
     graph = helper.make_graph(nodes, "tiny_generator", inputs,
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", *IMAGE])], inits)
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", *image])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if num_classes:

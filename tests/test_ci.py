@@ -37,3 +37,6 @@ def test_ci_installs_the_lock_fails_on_conflicts_and_runs_both_tiers():
     assert "python -m pip install --quiet --no-deps -e ." in commands
     assert "python -m pip check" in commands and "|| true" not in script
     assert commands.index("python -m pytest -n auto") < commands.index("python -m pytest -m tier2")
+    browser = commands.index("python -m pytest -m browser")  # after chromium is there, not in the README's tier
+    assert any("apt-get install -y chromium" in c for c in commands[:browser])
+    assert not any("chromium" in c for c in commands[:commands.index("python -m pytest -n auto")])

@@ -1,7 +1,8 @@
-"""What README and BENCHMARKS say is what the code does (issue 21, item 10). No TensorFlow."""
+"""What README and BENCHMARKS say is what the code does. No TensorFlow."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from tests.conftest import REPO, documentation_text
@@ -43,3 +44,16 @@ def test_the_sweeps_default_row_is_the_default_recipe():
     defaults = TrainConfig()
     differs = {k: (v, getattr(defaults, k)) for k, v in VARIANTS[DEFAULT].items() if getattr(defaults, k) != v}
     assert not differs, f"the sweep's {DEFAULT!r} row differs from TrainConfig's defaults: {differs}"
+
+
+def test_no_history_or_tracker_words_in_readme_docs_or_code():
+    """History lives in benchmarks/HISTORY.md, keyed by commit: a work session's or a tracker issue's
+    number means nothing to a reader of the repository (the tracker is not in it)."""
+    words = re.compile(r"\b(session|issue)s? #?\d+", re.IGNORECASE)
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    checked = [p for p in tracked if p.endswith((".py", ".md", ".toml", ".yaml", ".yml", ".sh", ".cfg"))
+               and p != "benchmarks/HISTORY.md"]
+    assert len(checked) > 100
+    found = [f"{path}:{n}: {line.strip()[:80]}" for path in checked
+             for n, line in enumerate((REPO / path).read_text(errors="replace").splitlines(), 1) if words.search(line)]
+    assert not found, "history belongs in benchmarks/HISTORY.md (keyed by commit):\n" + "\n".join(found)

@@ -1,4 +1,4 @@
-"""GeneratorClient's retry policy against the real server (issue 10, item 7): one deadline for the
+"""GeneratorClient's retry policy against the real server: one deadline for the
 whole call, and no retry storm against an overloaded server."""
 
 from __future__ import annotations

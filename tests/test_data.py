@@ -166,3 +166,26 @@ def test_pipeline_visits_every_image_once_per_pass_in_shuffled_order():
     first_pass, second_pass = np.concatenate(ids[:6]), np.concatenate(ids[6:])
     assert sorted(first_pass) == list(range(96)) and sorted(second_pass) == list(range(96))
     assert list(first_pass) != sorted(first_pass) and list(first_pass) != list(second_pass)
+
+
+def test_idx_files_written_are_read_back_whole(tmp_path):
+    """What `python -m training.mnist_test` writes (and the tests' stand-in for the test digits) is
+    what --reference-dir reads."""
+    import numpy as np
+
+    from common.realdata import read_idx_dir, write_idx_dir
+
+    images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    labels = np.arange(7) % 10
+    write_idx_dir(tmp_path / "mnist-test", images, labels)
+    assert sorted(p.name for p in (tmp_path / "mnist-test").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    read_images, read_labels = read_idx_dir(tmp_path / "mnist-test")
+    assert np.array_equal(read_images[..., 0], images) and np.array_equal(read_labels, labels)
+
+
+def test_the_mnist_test_fetcher_explains_itself():
+    from tests.conftest import run_python
+
+    result = run_python("-m", "training.mnist_test", "--help")
+    assert result.returncode == 0 and "keras.datasets.mnist" in result.stdout and "--reference-dir" in result.stdout

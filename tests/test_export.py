@@ -156,7 +156,7 @@ def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_cond
     assert generate(["--model", str(tmp_path / "missing.onnx")]) == 2
 
 
-# -- concurrency, crashes, file modes, full disks (issue 10, items 8-11) ---------------------------
+# -- concurrency, crashes, file modes, full disks ----------------------------------------------------
 
 def _run_with_weights(tiny_run, root, scale):
     """A copy of `tiny_run` whose generator's weights are scaled: a different model, same shapes."""

@@ -70,7 +70,7 @@ def test_the_rule_itself_catches_an_upward_import(tmp_path):
     assert ("training", 2) in _project_imports(bad)
 
 
-@pytest.mark.parametrize("module", ["common.atomic", "common.grid", "common.ports"])
+@pytest.mark.parametrize("module", ["common.atomic", "common.grid", "common.ports", "common.signature"])
 def test_the_bottom_layer_imports_no_tensorflow(module):
     code = f"import sys, {module}; sys.exit(int(any(m in sys.modules for m in ('tensorflow', 'keras'))))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

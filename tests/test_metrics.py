@@ -1,4 +1,4 @@
-"""The evaluator agrees with reality (issue 11.1): an accurate classifier, FID that rises with every
+"""The evaluator agrees with reality: an accurate classifier, FID that rises with every
 disturbance of the FID paper, honest warnings, and a scoring path that imports no TensorFlow."""
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def test_the_classifier_is_float32_and_built_outside_any_dtype_policy(sample_dat
 
 
 def test_scoring_an_onnx_generator_imports_no_tensorflow(mnist_evaluator, tiny_export, tmp_path):
-    """A fresh process: the cached classifier runs in onnxruntime, the generator too (issue 13)."""
+    """A fresh process: the cached classifier runs in onnxruntime, the generator too."""
     model = tiny_export / "onnx" / "generator.onnx"
     out = tmp_path / "report.json"
     code = ("import sys; from export.evaluate import main; "

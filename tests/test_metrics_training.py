@@ -1,4 +1,4 @@
-"""--eval-every inside training (issue 10, items 16 and 17): the evaluator leaves the run's random
+"""--eval-every inside training: the evaluator leaves the run's random
 numbers alone, and it is built outside strategy.scope(), so two workers finish."""
 
 from __future__ import annotations

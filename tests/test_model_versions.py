@@ -1,4 +1,4 @@
-"""Version transitions in the model manager, in-process on tiny ONNX models (issue 22, items 1-3):
+"""Version transitions in the model manager, in-process on tiny ONNX models:
 a bad or half-copied version never displaces the serving one, failed loads are retried a bounded
 number of times, and readiness says whether predictions can be answered."""
 

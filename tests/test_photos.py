@@ -190,3 +190,55 @@ def test_real_photos_score_near_the_floor_and_damage_raises_the_score(cifar10_ev
         assert all(a < b for a, b in zip(fids, fids[1:])), fids
     dropped = [cifar10_evaluator.score(to_unit_range(real[labels < keep]))["fid"] for keep in (10, 7, 4, 1)]
     assert all(a < b for a, b in zip(dropped, dropped[1:])), dropped
+
+
+@pytest.mark.slow
+def test_the_samples_page_shows_colour_models_in_colour(tmp_path):
+    """A served 8x8x3 generator: samples.png is an RGB picture whose channels differ, and the page
+    that shows it names the model."""
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from tests.onnx_models import write_version
+    from tests.server_harness import Server
+
+    base = tmp_path / "photos"
+    write_version(base, 1, seed=3, num_classes=10, image=(8, 8, 3))
+    server = Server(["--model-base-path", str(base), "--model-name", "photos"], tmp_path / "server.log")
+    try:
+        png = httpx.get(f"{server.url}/v1/models/photos/samples.png", params={"seed": 0, "count": 10}, timeout=30)
+        assert png.status_code == 200, png.text
+        grid = Image.open(io.BytesIO(png.content))
+        assert grid.mode == "RGB"
+        pixels = np.asarray(grid).astype(int)
+        assert np.abs(pixels[..., 0] - pixels[..., 1]).mean() > 10 and np.abs(pixels[..., 1] - pixels[..., 2]).mean() > 10
+        page = httpx.get(f"{server.url}/samples", params={"model": "photos"}, timeout=30)
+        assert page.status_code == 200 and "<td>photos</td><td>1</td>" in page.text and "samples.png" in page.text
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_a_conditional_photo_run_draws_one_row_per_class(tmp_path):
+    """Class folders of colour photos, --conditional: the photo recipe, and a sample grid in colour
+    with one row per class (here 3 classes, 2 samples each)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, colour in (("cats", (200, 40, 40)), ("dogs", (40, 200, 40)), ("ships", (40, 40, 200))):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{i}.jpg")
+    run = tmp_path / "run"
+    result = run_python("-m", "training.run", "--dataset", "folder", "--data-dir", str(tmp_path / "photos"),
+                        "--image-size", "32", "--channels", "3", "--conditional", "--epochs", "1",
+                        "--steps-per-epoch", "2", "--width", "4", "--batch-size", "8", "--num-samples", "6",
+                        "--verbose", "0", "--output-dir", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("recipe: photos")
+    grid = Image.open(run / "samples" / "epoch_0001.png")
+    assert grid.mode == "RGB"
+    assert grid.size == (2 * 33 + 1, 3 * 33 + 1)  # 2 columns x 3 rows (one per class) of 32 px, 1 px apart and around

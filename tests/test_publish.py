@@ -1,4 +1,4 @@
-"""Publishing a version is all or nothing, whatever fails (issue 21, item 8). No TensorFlow: the
+"""Publishing a version is all or nothing, whatever fails. No TensorFlow: the
 staged "models" here are plain files, which is all `ExportRoot.publish` moves and copies."""
 
 from __future__ import annotations

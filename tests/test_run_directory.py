@@ -218,3 +218,30 @@ def test_a_full_disk_stops_with_a_message_and_exit_74_and_the_rerun_resumes(two_
         assert "resuming at step 5" in resumed.stdout and "done: 15/15 steps" in resumed.stdout
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_finished_run_opens_read_only_with_its_typed_config(tmp_path):
+    """What export and evaluation read of a run (training.finished_run), and the errors that name
+    what is missing."""
+    from training.config import TrainConfig
+    from training.finished_run import FinishedRun, NotARunError
+
+    with pytest.raises(NotARunError, match="does not exist"):
+        FinishedRun.open(tmp_path / "missing")
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(NotARunError, match="has no generator.keras: the run has not finished"):
+        FinishedRun.open(run)
+    (run / "generator.keras").write_bytes(b"a generator")
+    bare = FinishedRun.open(run)
+    assert bare.config is None and bare.history == [] and bare.final_metrics is None
+    with pytest.raises(NotARunError, match="--variants needs the run's config.json"):
+        bare.require_config("--variants")
+    TrainConfig(width=8, dataset="folder", data_dir="photos", image_size=32, channels=3).save(run / "config.json")
+    (run / "history.json").write_text('[{"epoch": 1, "d_loss": 1.0}, {"epoch": 2, "d_loss": 0.5}]')
+    finished = FinishedRun.open(run)
+    assert finished.config.width == 8 and finished.config.channels == 3
+    assert finished.final_metrics == {"epoch": 2, "d_loss": 0.5} and finished.generator_path == run / "generator.keras"
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(NotARunError, match="cannot be read as a training config"):
+        FinishedRun.open(run)

@@ -1,4 +1,4 @@
-"""What a run directory may delete and what a resumed run must refuse (issue 21, items 1 and 2).
+"""What a run directory may delete and what a resumed run must refuse.
 
 The unit tests need no TensorFlow: `training.rundir` and `training.config` import none.
 """
@@ -40,7 +40,7 @@ def _names(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
 
 
-# -- item 1: --overwrite deletes only a run ----------------------------------------------------------
+# -- --overwrite deletes only a run ----------------------------------------------------------
 
 
 def test_overwrite_refuses_a_directory_of_a_users_files_and_names_them(tmp_path):
@@ -134,7 +134,7 @@ def test_overwrite_of_a_users_directory_from_the_shell_exits_2_and_deletes_nothi
     assert _names(root) == before
 
 
-# -- item 2: resume on the data it started with; versioned config ----------------------------------
+# -- resume on the data it started with; versioned config ----------------------------------
 
 
 def test_resume_refuses_data_with_another_fingerprint_or_size(tmp_path):

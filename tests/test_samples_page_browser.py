@@ -1,4 +1,5 @@
-"""The samples page in a real headless browser (Debian's chromium, issue 23 item 3): the page loads,
+"""The samples page in a real headless browser (Debian's chromium; the browser tier, `python -m pytest
+-m browser`, which .ci/run runs after installing chromium): the page loads,
 the grid image is decoded (naturalWidth > 0, written into the page by its own script), and choosing
 another label changes the picture. Screenshots are kept under tests/artifacts/ (ignored by git;
 CI keeps them as artifacts); the paths are printed."""
@@ -17,7 +18,7 @@ from tests.onnx_models import write_version
 from tests.server_harness import Server
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def chromium(*args: str, profile) -> subprocess.CompletedProcess:

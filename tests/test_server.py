@@ -289,7 +289,7 @@ def test_conditional_model_over_both_protocols(tiny_conditional_export, tmp_path
                 np.testing.assert_allclose(client.predict(z, labels), local.generate(z=z, labels=labels), atol=1e-5)
                 with pytest.raises(ValueError, match="class-conditional"):
                     client.generate(num=2)
-        # Labels are checked as sent: 2**32+3 is not class 3, and true is not class 1 (issue 10, item 3).
+        # Labels are checked as sent: 2**32+3 is not class 3, and true is not class 1.
         for label, message in ((11, "must be in [0, 9]"), (2**32 + 3, "must be in [0, 9]"), (-1, "must be in [0, 9]"),
                                (True, "not booleans"), (2.5, "must hold integers")):
             rows = httpx.post(served.url + "/v1/models/digits:predict",

@@ -1,9 +1,10 @@
-"""Hostile and careless clients against the real server (issue 10, items 1, 2, 5, 6): tiny messages
+"""Hostile and careless clients against the real server: tiny messages
 that claim huge tensors, bodies that crash parsers, taken ports, stalled and vanishing clients, and
 overload. Each test asserts what the server answers and that a good request still succeeds."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -58,7 +59,7 @@ def count(metrics: dict, prefix: str) -> float:
     return sum(value for key, value in metrics.items() if key.startswith(prefix))
 
 
-# -- item 1: a 42-byte message claiming a 2**28-value tensor ---------------------------------------
+# -- a 42-byte message claiming a 2**28-value tensor ---------------------------------------
 
 
 def claimed(shape, dtype=tf.float32, **values):
@@ -94,7 +95,7 @@ def test_tensors_claiming_huge_shapes_are_refused_before_allocation(server):
     good_requests_succeed(server)
 
 
-# -- item 2: every failure is a JSON error with the right status, and counted -----------------------
+# -- every failure is a JSON error with the right status, and counted -----------------------
 
 
 HOSTILE = [
@@ -135,7 +136,7 @@ def test_every_rest_failure_is_counted_under_its_status(server):
     good_requests_succeed(server)
 
 
-# -- item 5: a taken port is refused in one line -----------------------------------------------------
+# -- a taken port is refused in one line -----------------------------------------------------
 
 
 @pytest.mark.parametrize("taken", ["--grpc-port", "--rest-port"])
@@ -155,7 +156,7 @@ def test_a_taken_port_is_refused_with_one_line(server, tiny_export, taken):
     good_requests_succeed(server)  # the first server keeps its port and its clients
 
 
-# -- item 6: stalled, slow-drip and excess connections -----------------------------------------------
+# -- stalled, slow-drip and excess connections -----------------------------------------------
 
 
 def closed_by_server(sock: socket.socket, within: float = 20.0) -> bool:
@@ -228,7 +229,125 @@ def test_connections_over_the_cap_make_room_for_good_clients(server):
     good_requests_succeed(server)
 
 
-# -- item 6: a bounded queue, and abandoned work never computed ----------------------------------------
+# -- gRPC calls whose request message never arrives ----------------------------------------------------
+
+
+def test_grpc_calls_that_never_send_their_message_cannot_lock_others_out(server):
+    """3 connections keep 120 Predict calls open that never send their message, reopening each one
+    the server ends (the server lets 40 wait and 80 run): other clients' calls still succeed within
+    10 s, and the stalled ones end as DEADLINE_EXCEEDED (1 s --read-timeout-seconds) or, past 40
+    waiting, RESOURCE_EXHAUSTED, each one counted in /metrics."""
+    before = server.metrics()
+    stop, ended = threading.Event(), []
+    attacker = threading.Thread(target=asyncio.run, args=(_stalled_calls(server.grpc_port, 3, 40, stop, ended),))
+    attacker.start()
+    try:
+        time.sleep(1.5)  # every slot the attacker can take is taken, and the first ones have timed out
+        for _ in range(3):
+            started = time.monotonic()
+            good_requests_succeed(server)
+            assert time.monotonic() - started < 10
+    finally:
+        stop.set()
+        attacker.join(timeout=30)
+    codes = set(ended)
+    assert codes and codes <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+    after = server.metrics()
+    keys = [f'gan_serving_requests_total{{api="grpc",code="{code}",method="predict"}}'
+            for code in ("DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")]
+    assert sum(after.get(k, 0) - before.get(k, 0) for k in keys) >= len(ended)
+
+
+async def _stalled_calls(port: int, connections: int, per_connection: int, stop: threading.Event, ended: list):
+    """Keep `per_connection` Predict calls open on each of `connections` connections, none of which
+    ever sends its message; note the status of each the server ends, and open another."""
+    never = asyncio.Event()
+
+    async def silent():
+        await never.wait()
+        yield b""
+
+    async def call(channel):
+        try:
+            await channel.stream_unary("/tensorflow.serving.PredictionService/Predict")(silent(), timeout=60)
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                ended.append(err.code())
+
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(connections)]  # one connection each (gRPC allows 100 streams on one)
+    live = {channel: set() for channel in channels}
+    while not stop.is_set():
+        for channel, tasks in live.items():
+            tasks -= {t for t in tasks if t.done()}
+            tasks |= {asyncio.ensure_future(call(channel)) for _ in range(per_connection - len(tasks))}
+        await asyncio.sleep(0.05)
+    for tasks in live.values():
+        for task in tasks:
+            task.cancel()
+    for channel in channels:
+        await channel.close()
+
+
+def test_dribbled_bodies_over_the_cap_cannot_lock_others_out(tiny_export, tmp_path):
+    """50 connections (the cap is 40) each send a request's headers and then one body byte every
+    0.3 s, reconnecting whenever the server closes them, against a 30 s read timeout: a dribble is
+    slow however regular its bytes, so newcomers make room by closing dribblers, and good requests
+    and health probes are answered throughout."""
+    server = Server(["--model", str(tiny_export / "onnx" / "generator.onnx"), *LIMITS, "--read-timeout-seconds", "30"],
+                    tmp_path / "server.log")
+    stop = threading.Event()
+    dribbler = threading.Thread(target=_dribble, args=(server.rest_port, 50, stop))
+    dribbler.start()
+    try:
+        time.sleep(1.5)  # the cap is reached and the dribblers are past their grace
+        probes = []
+        for _ in range(3):
+            started = time.monotonic()
+            good_requests_succeed(server)
+            assert time.monotonic() - started < 10
+            probes += [httpx.get(server.url + path, timeout=10).status_code for path in ("/healthz", "/ready") * 3]
+        assert probes == [200] * len(probes)
+        assert server.metrics()['gan_serving_connections_closed_total{reason="over_capacity"}'] >= 3
+    finally:
+        stop.set()
+        dribbler.join(timeout=30)
+        assert server.stop() == 0
+
+
+def _dribble(port: int, count: int, stop: threading.Event) -> None:
+    """Keep `count` connections each sending a request body one byte every 0.3 s."""
+    import select
+
+    head = b"POST /v1/models/generator:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+
+    def connect():
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(head)
+        return sock
+
+    socks: list = [None] * count
+    while not stop.wait(0.3):
+        live = [sock for sock in socks if sock is not None]
+        readable = set(select.select(live, [], [], 0)[0]) if live else set()
+        for i, sock in enumerate(socks):
+            try:
+                if sock is None:
+                    socks[i] = connect()
+                elif sock in readable:
+                    raise ConnectionResetError  # answered (408) or closed: start over
+                else:
+                    sock.send(b"1")
+            except OSError:
+                if sock is not None:
+                    sock.close()
+                socks[i] = None
+    for sock in socks:
+        if sock is not None:
+            sock.close()
+
+
+# -- a bounded queue, and abandoned work never computed ----------------------------------------
 
 
 def test_a_full_queue_answers_429_and_resource_exhausted(server):

@@ -1,4 +1,4 @@
-"""The real server under a bad roll-out (issue 22, items 1-3): a garbage version 2 and a version 3
+"""The real server under a bad roll-out: a garbage version 2 and a version 3
 copied slowly with a plain, non-atomic write under TF Serving's "latest" policy, while clients
 predict and a probe polls /ready. No request may get a 404, the failed load is logged once (not
 once per poll), and /ready turns 503 with its reason when no version is AVAILABLE."""

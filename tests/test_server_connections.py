@@ -1,4 +1,4 @@
-"""The REST connection cap cannot be turned into a lockout (issue 22, item 5): with every slot held
+"""The REST connection cap cannot be turned into a lockout: with every slot held
 by clients that sent headers and part of a body, /healthz, /ready and /metrics still answer, and a
 prediction gets in once those bodies have stalled; the cap is sized from the descriptor limit."""
 

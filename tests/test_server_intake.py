@@ -1,4 +1,4 @@
-"""What a request may carry (issue 22, items 4, 6 and 8), against the real server on tiny ONNX
+"""What a request may carry, against the real server on tiny ONNX
 models: big REST bodies are refused unread while gRPC keeps answering, malformed gRPC messages are
 INVALID_ARGUMENT with at most a short log line and a count, and dtypes are as strict as TF Serving's."""
 
@@ -58,7 +58,7 @@ def counted(server, code: str) -> float:
     return server.metrics().get(f'gan_serving_requests_total{{api="grpc",code="{code}",method="predict"}}', 0.0)
 
 
-# -- item 4: the body limit and the event loop ---------------------------------------------------
+# -- the body limit and the event loop ---------------------------------------------------
 
 
 def test_the_default_body_limit_is_derived_from_the_largest_legal_request():
@@ -115,7 +115,7 @@ def test_big_bodies_are_refused_unread_and_grpc_keeps_answering(server):
     assert server.rss_kib() - rss_before < 100 * 1024
 
 
-# -- item 6: malformed gRPC messages --------------------------------------------------------------
+# -- malformed gRPC messages --------------------------------------------------------------
 
 
 def test_malformed_grpc_messages_are_invalid_argument_logged_briefly_and_counted(server):
@@ -146,7 +146,7 @@ def test_error_messages_stay_short_whatever_the_request_names(server):
     assert len(error.details()) < 1100, len(error.details())
 
 
-# -- item 8: dtypes as TF Serving's signature checks them ----------------------------------------
+# -- dtypes as TF Serving's signature checks them ----------------------------------------
 
 
 @pytest.mark.parametrize("body, message", [

@@ -1,5 +1,5 @@
 """The Open Inference Protocol (KServe v2) on our server, driven by the real tritonclient over HTTP
-and gRPC (issue 24, item 1), and the samples page's PNG endpoint (issue 23, item 3)."""
+and gRPC, and the samples page's PNG endpoint."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def test_batch_threads_are_one_per_core_of_the_serving_host(export_dir):
     assert tfs.main(["--export-dir", str(export_dir), "--num-batch-threads", "0"]) == 2
 
 
-# -- issue 22, item 7: every field TF Serving defines ------------------------------------------------
+# -- every field TF Serving defines ----------------------------------------------------------------
 
 EVERY_BATCHING_FIELD = """
 max_batch_size { value: 64 }

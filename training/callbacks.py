@@ -178,6 +178,37 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class RunProgress(keras.callbacks.Callback):
+    """After each epoch, one line on the whole run: steps done, time so far and time left at this
+    run's pace (the progress bar covers one epoch; a budget's deadline caps the estimate)."""
+
+    def __init__(self, total_steps: int, current_step, budget: TimeBudget | None = None, clock=time.monotonic):
+        super().__init__()
+        self.total_steps, self.current_step, self.budget, self.clock = total_steps, current_step, budget, clock
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        if self._start is None:  # the first fit of this process (a resumed run may call fit twice)
+            self._start, self._first_step = self.clock(), self.current_step()
+
+    def on_epoch_end(self, epoch, logs=None):
+        step, now = self.current_step(), self.clock()
+        elapsed, done = now - self._start, step - self._first_step
+        line = f"run: step {step:,} of {self.total_steps:,} ({100 * step / self.total_steps:.0f}%), {_clock(elapsed)} so far"
+        if 0 < done and step < self.total_steps:
+            left = elapsed / done * (self.total_steps - step)
+            if self.budget is not None and self.budget.deadline - now < left:
+                line += f", {_clock(max(0.0, self.budget.deadline - now))} left (--max-minutes)"
+            else:
+                line += f", about {_clock(left)} left"
+        print(line, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Every `every` optimizer steps and at each epoch end, write a resumable checkpoint.
 

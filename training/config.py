@@ -100,7 +100,7 @@ class TrainConfig:
     # Model
     latent_dim: int = _opt(64, "Size of the generator's noise vector z.")
     width: int = _opt(16, "Width multiplier: filters of the widest-resolution conv layer. 16 beat 24 and 32 at equal "
-                      "wall clock (a 32-wide step costs ~3x a 16-wide one; BENCHMARKS.md section 0).")
+                      "wall clock (a 32-wide step costs ~2.5x a 16-wide one; BENCHMARKS.md section 0).")
     d_width: int | None = _opt(None, "Discriminator width multiplier, when it should differ from the generator's. "
                                "Default: --width. The generator costs ~2.5x the discriminator per step at equal width "
                                "(BENCHMARKS.md section 0), so the two are priced apart.")

@@ -31,7 +31,7 @@ KERAS_DATASETS = {
 
 
 # One salt per random stream of a step, folded into its (seed, step) key: the streams never share a
-# key, within a step or across steps (keys made by arithmetic on the step collided: issue 21, item 7).
+# key, within a step or across steps (keys made by arithmetic on the step collided).
 STREAM_SALTS = (1, 2, 3)  # noise, mix, augment
 
 
@@ -220,7 +220,8 @@ def load_held_out(dataset: str, reference_dir: str | None, image_size: int, chan
         root = Path(reference_dir).expanduser()
         if not root.is_dir():
             raise DataError(f"--eval-reference-dir {root} does not exist or is not a directory. Point it at "
-                            "held-out real images: MNIST-format idx files or an image folder.")
+                            "held-out real images: MNIST-format idx files or an image folder (for MNIST, "
+                            "python -m training.mnist_test DIR writes the 10,000 test digits there).")
         is_idx = any("-idx3-ubyte" in p.name or ".idx3-ubyte" in p.name for p in root.iterdir())
         data = load_idx(root) if is_idx else load_folder(root, image_size, channels, None)
     elif dataset in KERAS_DATASETS:

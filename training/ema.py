@@ -13,8 +13,9 @@ bit-identical.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import layers, ops
+
+from common.signature import labels_in_turn, random_z
 
 RECALIBRATION_SAMPLES = 1024
 RECALIBRATION_BATCH = 256
@@ -33,9 +34,7 @@ def batchnorm_layers(model: keras.Model) -> list[layers.BatchNormalization]:
 
 
 def recalibration_inputs(latent_dim: int, num_classes: int | None, count: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((count, latent_dim)).astype(np.float32)
-    return z, (np.arange(count) % num_classes).astype(np.int32) if num_classes else None
+    return random_z(count, latent_dim, seed), labels_in_turn(count, num_classes) if num_classes else None
 
 
 def recalibrate_batchnorm(generator: keras.Model, num_classes: int | None = None,

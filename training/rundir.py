@@ -49,6 +49,17 @@ RUN_FILES_INSIDE = {"samples": re.compile(r"^epoch_\d{4,}\.png$"),
                     "tensorboard": re.compile(r"^events\.out\.tfevents\..+$")}
 
 
+def newest_finished_run(root: str | Path = "runs") -> Path | None:
+    """The run under `root` whose generator was written last (a finished or stopped run), or None:
+    what `python -m export.run` exports when no --run-dir is given."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    finished = [RunDirectory(d).generator_path for d in root.iterdir() if d.is_dir()]
+    finished = [path for path in finished if path.is_file()]
+    return max(finished, key=lambda path: path.stat().st_mtime).parent if finished else None
+
+
 class RunDirectory:
     def __init__(self, root: str | Path):
         self.root = Path(root)

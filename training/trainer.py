@@ -15,8 +15,8 @@ from pathlib import Path
 
 import keras
 
-from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, LearningRateDecay, SampleGrid, Throughput,
-                                TimeBudget, tensorboard_callbacks)
+from training.callbacks import (Checkpoint, Evaluation, HistoryWriter, LearningRateDecay, RunProgress, SampleGrid,
+                                Throughput, TimeBudget, tensorboard_callbacks)
 from training.config import ConfigError, TrainConfig, absolute_path, default_output_dir
 from training.data import ImageData, load_data, load_held_out, make_pipeline
 from training.guards import DivergenceGuard, PreemptionGuard
@@ -252,7 +252,7 @@ def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: Ru
     0. (--lr-decay) LearningRateDecay sets the step's rates, and logs the epoch's `g_lr`;
     1. Throughput      adds img/s to the logs before anything reads them;
     2. DivergenceGuard raises on a NaN/Inf loss before anything is written from it;
-    3. (chief) Evaluation, SampleGrid, TensorBoard, HistoryWriter: the epoch's records, which read
+    3. (chief) Evaluation, SampleGrid, TensorBoard, HistoryWriter, RunProgress: the epoch's records, which read
        the logs (Evaluation adds FID/KID to them, so it comes before the writers);
     4. Checkpoint      after the records: a crash between them makes a resumed run redo an epoch's
        records, never skip them;
@@ -272,6 +272,8 @@ def make_callbacks(config: TrainConfig, gan: GAN, run: RunDirectory, backups: Ru
         if evaluator is not None:
             ordered.append(_evaluation(config, evaluator, gan, run))
         ordered += [SampleGrid(run, inputs, rows, writer), tensorboard, HistoryWriter(run, steps_per_epoch)]
+        if config.verbose:
+            ordered.append(RunProgress(steps_per_epoch * config.epochs, lambda: gan.step, budget))
     ordered += [checkpoint] + [c for c in (None if agree else budget, preemption) if c]
     return TrainingCallbacks(ordered, checkpoint, budget, preemption)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.signature import random_z
 from serving import protos
 
 RETRYABLE_HTTP = {502, 503, 504}
@@ -121,7 +122,7 @@ class GeneratorClient:
     def generate(self, num: int = 16, seed: int | None = None, labels=None) -> np.ndarray:
         """`num` images from standard-normal noise (seeded); conditional models need `labels`."""
         info = self.metadata()
-        z = np.random.default_rng(seed).standard_normal((num, info.latent_dim)).astype(np.float32)
+        z = random_z(num, info.latent_dim, seed)
         if info.conditional and labels is None:
             raise ValueError(f"model '{info.name}' is class-conditional: pass labels (one int or one per image)")
         if labels is not None:

@@ -1,13 +1,15 @@
 """What every gRPC front end shares: requests arrive as bytes (a message that does not parse is the
-client's INVALID_ARGUMENT, not our crash), handlers are plain `async def handler(core, request)`
-functions, and one wrapper times them, counts them under their real code (a cancelled call as
-CANCELLED, a bug as INTERNAL) and aborts with a short message."""
+client's INVALID_ARGUMENT, not our crash), each call's message must arrive in time (`MessageWait`),
+handlers are plain `async def handler(core, request)` functions, and one wrapper times them, counts
+them under their real code (a cancelled call as CANCELLED, a bug as INTERNAL) and aborts with a
+short message."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -40,6 +42,53 @@ class MalformedLog:
         self.last, self.suppressed = now, 0
 
 
+class MessageWait:
+    """Calls whose request message has not arrived: each waits at most `timeout` seconds, and at
+    most `limit` wait at once (a newcomer past the limit ends the call that has waited longest).
+
+    A gRPC call holds one of the server's concurrent-call slots from its first frame. Read by gRPC
+    itself (a unary handler), a message that never comes holds the slot forever: a client opening
+    streams that never send pins every slot and locks all other clients out. So the handlers are
+    client-streaming on the wire-compatible side and read the one message themselves, here."""
+
+    def __init__(self, timeout: float, limit: int):
+        self.timeout, self.limit = timeout, limit
+        self.waiting: dict[object, asyncio.Future] = {}  # arrival order: the first waited longest
+
+    async def read(self, context) -> bytes:
+        if len(self.waiting) >= self.limit:
+            oldest = next(iter(self.waiting))
+            self.waiting.pop(oldest).set_result(None)
+        key, dropped = object(), asyncio.get_running_loop().create_future()
+        self.waiting[key] = dropped
+        reading = asyncio.ensure_future(context.read())
+        try:
+            done, _ = await asyncio.wait({reading, dropped}, timeout=self.timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.waiting.pop(key, None)
+            if not reading.done():
+                reading.cancel()
+        if reading in done:
+            raw = reading.result()
+            if raw is grpc.aio.EOF:
+                raise RequestError("INVALID_ARGUMENT", "the call ended without its request message")
+            return raw
+        if dropped in done:
+            raise RequestError("RESOURCE_EXHAUSTED", f"more than {self.limit} calls were waiting for their "
+                               "request message and this one had waited longest; send the message with the call")
+        raise RequestError("DEADLINE_EXCEEDED", f"the request message did not arrive within {self.timeout:g} s "
+                           "(--read-timeout-seconds)")
+
+
+@dataclass
+class GrpcIntake:
+    """How every gRPC handler takes in its message: the wait for it, and the log of bad ones."""
+
+    wait: MessageWait
+    malformed: MalformedLog = field(default_factory=MalformedLog)
+
+
 def parse(request_class, raw: bytes):
     """Bytes -> message; what does not parse is the client's error (INVALID_ARGUMENT), not ours."""
     try:
@@ -49,18 +98,20 @@ def parse(request_class, raw: bytes):
                            f"({len(raw)} bytes)") from None
 
 
-def unary(core, metrics, malformed: MalformedLog, method: str, handler, request_class, model_of=None):
-    """A grpc.aio unary handler for `handler(core, request)`; `model_of(request)` names the model
-    in the metrics (predictions only)."""
-    async def call(raw: bytes, context):
-        start, code, failure, request = time.perf_counter(), "OK", None, None
+def unary(core, metrics, intake: GrpcIntake, method: str, handler, request_class, model_of=None):
+    """A grpc.aio handler for the unary method `handler(core, request)` (client-streaming on our
+    side, see `MessageWait`; the wire is the same); `model_of(request)` names the model in the
+    metrics (predictions only)."""
+    async def call(_request_stream, context):
+        start, code, failure, raw, request = time.perf_counter(), "OK", None, None, None
         metrics.child(metrics.in_flight, "grpc").inc()
         try:
+            raw = await intake.wait.read(context)
             request = parse(request_class, raw)
             return await handler(core, request)
         except RequestError as err:
-            if request is None:
-                malformed(method, len(raw))
+            if raw is not None and request is None:
+                intake.malformed(method, len(raw))
             code, failure = err.code, (GRPC_STATUS.get(err.code, grpc.StatusCode.INTERNAL), err.message)
         except asyncio.CancelledError:  # the client cancelled or its deadline passed: its work is dropped
             code = "CANCELLED"
@@ -75,7 +126,7 @@ def unary(core, metrics, malformed: MalformedLog, method: str, handler, request_
         status, message = failure
         await context.abort(status, message if len(message) <= MAX_MESSAGE_CHARS else
                             message[:MAX_MESSAGE_CHARS] + f"... ({len(message)} characters)")
-    return grpc.unary_unary_rpc_method_handler(call, response_serializer=_serialize)
+    return grpc.stream_unary_rpc_method_handler(call, response_serializer=_serialize)
 
 
 def _serialize(message) -> bytes:

@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from common.grid import encode_png, tile, to_uint8
+from common.signature import random_inputs
 from serving.core import RequestError
 from serving.frontends.rest_common import RestContext, answer, endpoint, error
 from serving.frontends.v2_rest import Target, parse_target
@@ -57,11 +58,7 @@ def sample_request(request: Request, info) -> tuple[int, int, int | None]:
 
 def sample_inputs(info, seed: int, count: int, label: int | None) -> dict[str, np.ndarray]:
     """Standard-normal z from `seed`; one label for every sample, or the classes in turn."""
-    inputs = {"z": np.random.default_rng(seed).standard_normal((count, info.latent_dim)).astype(np.float32)}
-    if info.num_classes:
-        inputs["label"] = (np.full(count, label) if label is not None else np.arange(count) % info.num_classes
-                           ).astype(np.int32)
-    return inputs
+    return random_inputs(count, info.latent_dim, info.num_classes, seed, label)
 
 
 async def samples_png(ctx: RestContext, request: Request, target: Target) -> Response:

@@ -12,7 +12,7 @@ import grpc
 
 from serving import protos
 from serving.core import RequestCore, RequestError
-from serving.frontends.grpc_common import MalformedLog, unary
+from serving.frontends.grpc_common import GrpcIntake, unary
 from serving.frontends.tfserving_common import check_signature, signature_def_map
 from serving.model_manager import STATES, LabelError
 from serving.server_config import ConfigError, models_from_proto
@@ -117,17 +117,17 @@ async def reload_config(core: RequestCore, request):
     return ReloadConfigResponse()  # status: error_code 0 (OK)
 
 
-def handlers(core: RequestCore, metrics, malformed: MalformedLog) -> list[grpc.GenericRpcHandler]:
+def handlers(core: RequestCore, metrics, intake: GrpcIntake) -> list[grpc.GenericRpcHandler]:
     def model_of(request):
         return request.model_spec.name
 
     prediction = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
-        "Predict": unary(core, metrics, malformed, "predict", predict, protos.PredictRequest, model_of),
-        "GetModelMetadata": unary(core, metrics, malformed, "metadata", metadata, protos.GetModelMetadataRequest),
+        "Predict": unary(core, metrics, intake, "predict", predict, protos.PredictRequest, model_of),
+        "GetModelMetadata": unary(core, metrics, intake, "metadata", metadata, protos.GetModelMetadataRequest),
     })
     model_service = grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", {
-        "GetModelStatus": unary(core, metrics, malformed, "status", status, protos.GetModelStatusRequest),
-        "HandleReloadConfigRequest": unary(core, metrics, malformed, "reload_config", reload_config,
+        "GetModelStatus": unary(core, metrics, intake, "status", status, protos.GetModelStatusRequest),
+        "HandleReloadConfigRequest": unary(core, metrics, intake, "reload_config", reload_config,
                                            ReloadConfigRequest),
     })
     return [prediction, model_service]

@@ -14,7 +14,7 @@ import numpy as np
 
 from serving.core import RequestCore, RequestError
 from serving.frontends import v2_tensors
-from serving.frontends.grpc_common import MalformedLog, unary
+from serving.frontends.grpc_common import GrpcIntake, unary
 from serving.frontends.v2_rest import EXTENSIONS, MAX_VERSION, SERVER_NAME, SERVER_VERSION
 from serving.protos import open_inference as oip
 
@@ -102,7 +102,7 @@ def decode_inputs(core: RequestCore, info, request) -> dict[str, np.ndarray]:
     return inputs
 
 
-def handlers(core: RequestCore, metrics, malformed: MalformedLog) -> list[grpc.GenericRpcHandler]:
+def handlers(core: RequestCore, metrics, intake: GrpcIntake) -> list[grpc.GenericRpcHandler]:
     def model_of(request):
         return request.model_name
 
@@ -113,5 +113,5 @@ def handlers(core: RequestCore, metrics, malformed: MalformedLog) -> list[grpc.G
                "ModelMetadata": ("v2_metadata", model_metadata, oip.ModelMetadataRequest, None),
                "ModelInfer": ("predict", model_infer, oip.ModelInferRequest, model_of)}
     return [grpc.method_handlers_generic_handler(oip.SERVICE, {
-        rpc: unary(core, metrics, malformed, method, handler, request_class, model)
+        rpc: unary(core, metrics, intake, method, handler, request_class, model)
         for rpc, (method, handler, request_class, model) in methods.items()})]
