@@ -26,39 +26,31 @@ import os
 import resource
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import save, table
-from common.ports import free_port
 
 ATTACKS = ("grpc-stalled", "rest-dribble")
 PROBES = ("grpc predict", "rest predict", "/healthz", "/ready")
 
 
-def start_server(checkout: Path, model: Path) -> tuple[subprocess.Popen, int, int]:
-    rest, grpc_port = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=str(checkout))
-    proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--model", str(model.resolve()), "--rest-port",
-                             str(rest), "--grpc-port", str(grpc_port), "--log-level", "error"], cwd=checkout, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{rest}/ready", timeout=1).status == 200:
-                return proc, rest, grpc_port
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"the server of {checkout} did not become ready")
+def start_checkout_server(checkout: Path, model: Path) -> tuple[subprocess.Popen, int, int]:
+    """`checkout`'s server on its defaults: (process, REST port, gRPC port)."""
+    from benchmarks.server import start_server
+
+    proc, grpc_port, rest = start_server(model.resolve(), True, [], cwd=checkout,
+                                         env=dict(os.environ, PYTHONPATH=str(checkout)))
+    return proc, rest, grpc_port
 
 
-async def stalled_grpc(port: int, stop: threading.Event, connections: int = 12, per_connection: int = 100):
+async def stalled_grpc(port: int, stop: threading.Event, connections: int = 12, per_connection: int = 100,
+                       ended: list | None = None):
+    """Keep `per_connection` Predict calls open on each of `connections` connections, none of which
+    ever sends its message; note in `ended` the status of each the server ends, and open another."""
     import grpc
 
     never = asyncio.Event()
@@ -70,8 +62,9 @@ async def stalled_grpc(port: int, stop: threading.Event, connections: int = 12, 
     async def call(channel):
         try:
             await channel.stream_unary("/tensorflow.serving.PredictionService/Predict")(silent(), timeout=3600)
-        except grpc.aio.AioRpcError:
-            pass
+        except grpc.aio.AioRpcError as err:
+            if ended is not None and err.code() != grpc.StatusCode.CANCELLED:
+                ended.append(err.code())
 
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(connections)]
@@ -88,11 +81,14 @@ async def stalled_grpc(port: int, stop: threading.Event, connections: int = 12, 
         await channel.close(grace=0)
 
 
-def dribble_rest(port: int, stop: threading.Event, count: int = 1030, every: float = 0.5) -> None:
+def dribble_rest(port: int, stop: threading.Event, count: int = 1030, every: float = 0.5,
+                 content_length: int = 2000) -> None:
+    """Keep `count` connections each sending a predict request's headers, then one body byte every
+    `every` seconds; reconnect whenever the server answers or closes one."""
     import select
 
     head = (b"POST /v1/models/generator:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 2000\r\n\r\n{")
+            b"Content-Length: %d\r\n\r\n{" % content_length)
     socks: list = [None] * count
     while not stop.wait(every):
         live = [s for s in socks if s is not None]
@@ -183,7 +179,7 @@ def main(argv=None):
     rows, raw = [], {}
     for attack in args.attacks.split(","):
         for name, directory in checkouts:
-            proc, rest, grpc_port = start_server(Path(directory), Path(args.model))
+            proc, rest, grpc_port = start_checkout_server(Path(directory), Path(args.model))
             try:
                 results = run_attack(attack, rest, grpc_port, args.seconds, latent_dim)
             finally:

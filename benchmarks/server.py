@@ -30,12 +30,13 @@ from common.quiet import quiet_tensorflow
 CONCURRENCY = (1, 8, 32)
 
 
-def start_server(onnx_path: Path, batching: bool, extra: list[str]):
+def start_server(onnx_path: Path, batching: bool, extra: list[str], cwd: Path | None = None, env: dict | None = None):
+    """A server on free loopback ports (from checkout `cwd` with `env`, default this one): (process, gRPC port, REST port)."""
     rest, grpc_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--model", str(onnx_path), "--rest-port", str(rest),
                              "--grpc-port", str(grpc_port), "--log-level", "error",
                              "--batching" if batching else "--no-batching", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import urllib.request
 
     deadline = time.monotonic() + 60

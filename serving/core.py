@@ -89,6 +89,10 @@ class RequestCore:
         """The AVAILABLE versions of every served model, for listings (the samples page)."""
         return {name: sorted(model.versions) for name, model in self.manager.models.items()}
 
+    def labels(self) -> dict[str, dict[str, int]]:
+        """Every served model's version labels (label -> version), for listings (the samples page)."""
+        return {name: dict(model.labels) for name, model in self.manager.models.items()}
+
     def readiness(self) -> tuple[bool, str]:
         """(ready, why not): serving, and every configured model has a version AVAILABLE."""
         if not self._serving():

@@ -254,8 +254,9 @@ class ModelManager:
             generator = await asyncio.to_thread(self._load_and_warm_up, servable.path)
         except Exception as err:  # a broken file must not stop the versions already serving
             servable.state, servable.error = "END", f"{type(err).__name__}: {err}"[:1000]
-            log.error("Loading servable %s version %s failed (%s): %s", model.name, servable.version,
-                      self.gate.failed(key), servable.error[:300])
+            outcome, last = self.gate.failed(key)
+            (log.error if last else log.warning)("Loading servable %s version %s failed (%s): %s", model.name,
+                                                 servable.version, outcome, servable.error[:300])
             servable.loaded.set()
             return
         self.gate.loaded(key)

@@ -90,16 +90,17 @@ class LoadGate:
                 return False  # still being written: wait until a later look sees it unchanged
         return self.clock() >= record.next_try
 
-    def failed(self, key: tuple[str, int]) -> str:
-        """Count a failed load; returns what happens next, for the one log line of this attempt."""
+    def failed(self, key: tuple[str, int]) -> tuple[str, bool]:
+        """Count a failed load; returns what happens next, for the one log line of this attempt, and
+        whether that was the last attempt (an operator's ERROR; a retry is a WARNING)."""
         record = self._records[key]
         record.failures += 1
         attempt = f"attempt {record.failures} of {self.max_retries + 1}"
         if record.failures > self.max_retries:
             record.next_try = math.inf
-            return f"{attempt}; not retried until its files change"
+            return f"{attempt}; not retried until its files change", True
         record.next_try = self.clock() + self.retry_interval
-        return f"{attempt}; retried in {self.retry_interval:g} s"
+        return f"{attempt}; retried in {self.retry_interval:g} s", False
 
     def loaded(self, key: tuple[str, int]) -> None:
         self._records.pop(key, None)

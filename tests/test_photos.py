@@ -195,7 +195,7 @@ def test_real_photos_score_near_the_floor_and_damage_raises_the_score(cifar10_ev
 @pytest.mark.slow
 def test_the_samples_page_shows_colour_models_in_colour(tmp_path):
     """A served 8x8x3 generator: samples.png is an RGB picture whose channels differ, and the page
-    that shows it names the model."""
+    that shows it names the model, its version labels and what it is."""
     import io
 
     import httpx
@@ -206,7 +206,8 @@ def test_the_samples_page_shows_colour_models_in_colour(tmp_path):
 
     base = tmp_path / "photos"
     write_version(base, 1, seed=3, num_classes=10, image=(8, 8, 3))
-    server = Server(["--model-base-path", str(base), "--model-name", "photos"], tmp_path / "server.log")
+    server = Server(["--model-base-path", str(base), "--model-name", "photos", "--labels", "stable=1"],
+                    tmp_path / "server.log")
     try:
         png = httpx.get(f"{server.url}/v1/models/photos/samples.png", params={"seed": 0, "count": 10}, timeout=30)
         assert png.status_code == 200, png.text
@@ -215,7 +216,9 @@ def test_the_samples_page_shows_colour_models_in_colour(tmp_path):
         pixels = np.asarray(grid).astype(int)
         assert np.abs(pixels[..., 0] - pixels[..., 1]).mean() > 10 and np.abs(pixels[..., 1] - pixels[..., 2]).mean() > 10
         page = httpx.get(f"{server.url}/samples", params={"model": "photos"}, timeout=30)
-        assert page.status_code == 200 and "<td>photos</td><td>1</td>" in page.text and "samples.png" in page.text
+        assert page.status_code == 200 and "<td>photos</td><td>1</td><td>stable=1</td>" in page.text
+        assert '<option value="1">1 (stable)</option>' in page.text and "samples.png" in page.text
+        assert "latent size 8; images 8x8x3; 10 classes" in page.text  # what the model is
     finally:
         assert server.stop() == 0
 

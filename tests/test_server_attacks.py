@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from benchmarks.attacks import dribble_rest, stalled_grpc
 from tests.conftest import REPO
 from tests.server_harness import Server
 
@@ -239,7 +240,7 @@ def test_grpc_calls_that_never_send_their_message_cannot_lock_others_out(server)
     waiting, RESOURCE_EXHAUSTED, each one counted in /metrics."""
     before = server.metrics()
     stop, ended = threading.Event(), []
-    attacker = threading.Thread(target=asyncio.run, args=(_stalled_calls(server.grpc_port, 3, 40, stop, ended),))
+    attacker = threading.Thread(target=asyncio.run, args=(stalled_grpc(server.grpc_port, stop, 3, 40, ended),))
     attacker.start()
     try:
         time.sleep(1.5)  # every slot the attacker can take is taken, and the first ones have timed out
@@ -258,37 +259,6 @@ def test_grpc_calls_that_never_send_their_message_cannot_lock_others_out(server)
     assert sum(after.get(k, 0) - before.get(k, 0) for k in keys) >= len(ended)
 
 
-async def _stalled_calls(port: int, connections: int, per_connection: int, stop: threading.Event, ended: list):
-    """Keep `per_connection` Predict calls open on each of `connections` connections, none of which
-    ever sends its message; note the status of each the server ends, and open another."""
-    never = asyncio.Event()
-
-    async def silent():
-        await never.wait()
-        yield b""
-
-    async def call(channel):
-        try:
-            await channel.stream_unary("/tensorflow.serving.PredictionService/Predict")(silent(), timeout=60)
-        except grpc.aio.AioRpcError as err:
-            if err.code() != grpc.StatusCode.CANCELLED:
-                ended.append(err.code())
-
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(connections)]  # one connection each (gRPC allows 100 streams on one)
-    live = {channel: set() for channel in channels}
-    while not stop.is_set():
-        for channel, tasks in live.items():
-            tasks -= {t for t in tasks if t.done()}
-            tasks |= {asyncio.ensure_future(call(channel)) for _ in range(per_connection - len(tasks))}
-        await asyncio.sleep(0.05)
-    for tasks in live.values():
-        for task in tasks:
-            task.cancel()
-    for channel in channels:
-        await channel.close()
-
-
 def test_dribbled_bodies_over_the_cap_cannot_lock_others_out(tiny_export, tmp_path):
     """50 connections (the cap is 40) each send a request's headers and then one body byte every
     0.3 s, reconnecting whenever the server closes them, against a 30 s read timeout: a dribble is
@@ -297,7 +267,7 @@ def test_dribbled_bodies_over_the_cap_cannot_lock_others_out(tiny_export, tmp_pa
     server = Server(["--model", str(tiny_export / "onnx" / "generator.onnx"), *LIMITS, "--read-timeout-seconds", "30"],
                     tmp_path / "server.log")
     stop = threading.Event()
-    dribbler = threading.Thread(target=_dribble, args=(server.rest_port, 50, stop))
+    dribbler = threading.Thread(target=dribble_rest, args=(server.rest_port, stop, 50, 0.3, 1000))
     dribbler.start()
     try:
         time.sleep(1.5)  # the cap is reached and the dribblers are past their grace
@@ -313,38 +283,6 @@ def test_dribbled_bodies_over_the_cap_cannot_lock_others_out(tiny_export, tmp_pa
         stop.set()
         dribbler.join(timeout=30)
         assert server.stop() == 0
-
-
-def _dribble(port: int, count: int, stop: threading.Event) -> None:
-    """Keep `count` connections each sending a request body one byte every 0.3 s."""
-    import select
-
-    head = b"POST /v1/models/generator:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
-
-    def connect():
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(head)
-        return sock
-
-    socks: list = [None] * count
-    while not stop.wait(0.3):
-        live = [sock for sock in socks if sock is not None]
-        readable = set(select.select(live, [], [], 0)[0]) if live else set()
-        for i, sock in enumerate(socks):
-            try:
-                if sock is None:
-                    socks[i] = connect()
-                elif sock in readable:
-                    raise ConnectionResetError  # answered (408) or closed: start over
-                else:
-                    sock.send(b"1")
-            except OSError:
-                if sock is not None:
-                    sock.close()
-                socks[i] = None
-    for sock in socks:
-        if sock is not None:
-            sock.close()
 
 
 # -- a bounded queue, and abandoned work never computed ----------------------------------------

@@ -97,8 +97,9 @@ async def page(ctx: RestContext, request: Request) -> Response:
         _, info = ctx.core.info(target.name, target.version)
         seed, count, label = sample_request(request, info)
     except RequestError as err:
-        return HTMLResponse(render(served, name, version, None, None, err.message), status_code=err.http_status)
-    return HTMLResponse(render(served, name, version, info, (seed, count, label)))
+        return HTMLResponse(render(served, name, version, None, None, err.message, ctx.core.labels()),
+                            status_code=err.http_status)
+    return HTMLResponse(render(served, name, version, info, (seed, count, label), labels=ctx.core.labels()))
 
 
 def png_url(name: str, version: str, seed: int, count: int, label: int | None) -> str:
@@ -107,12 +108,39 @@ def png_url(name: str, version: str, seed: int, count: int, label: int | None) -
     return f"{path}?{urlencode(query)}"
 
 
-def render(served: dict, name: str, version: str, info, choice, problem: str | None = None) -> str:
-    """The page's HTML: the served models table, the form, and the grid (or the problem)."""
+def about(info) -> str:
+    """What the model is, from its signature and its model card: shapes, classes, how it was trained."""
     esc = html.escape
-    rows = "".join(f"<tr><td>{esc(m)}</td><td>{', '.join(map(str, vs))}</td></tr>" for m, vs in served.items())
+    facts = [f"latent size {info.latent_dim}", "images " + "x".join(map(str, info.image_shape))]
+    card = info.card or {}
+    names = card.get("class_names")
+    if info.num_classes:
+        facts.append(f"{info.num_classes} classes" + (f" ({', '.join(map(str, names[:20]))})" if names else ""))
+    trained = (card.get("training") or {}).get("final_metrics") or {}
+    if "global_step" in trained:
+        facts.append(f"{trained['global_step']:,} training steps")
+    if isinstance(trained.get("fid"), (int, float)):
+        facts.append(f"FID {trained['fid']:.3g} at the end of training")
+    if card.get("version") is not None:
+        facts.append(f"exported as version {card['version']}" + (f" on {card['created_utc'][:10]}" if card.get("created_utc") else ""))
+    variants = [v for v, r in (card.get("variants") or {}).items() if isinstance(r, dict) and r.get("published")]
+    if variants:
+        facts.append("variants " + ", ".join(variants))
+    return f'<p id="about">{esc("; ".join(facts))}</p>'
+
+
+def render(served: dict, name: str, version: str, info, choice, problem: str | None = None,
+           labels: dict[str, dict[str, int]] | None = None) -> str:
+    """The page's HTML: the served models table, the form, what the model is, and the grid (or the problem)."""
+    esc = html.escape
+    labels = labels or {}
+    named = lambda m: ", ".join(f"{esc(k)}={v}" for k, v in sorted(labels.get(m, {}).items()))  # noqa: E731
+    rows = "".join(f"<tr><td>{esc(m)}</td><td>{', '.join(map(str, vs))}</td><td>{named(m)}</td></tr>"
+                   for m, vs in served.items())
     models = "".join(f'<option{" selected" if m == name else ""}>{esc(m)}</option>' for m in served)
-    versions = "".join(f'<option value="{v}"{" selected" if str(v) == version else ""}>{v}</option>'
+    by_version = {v: [k for k, lv in labels.get(name, {}).items() if lv == v] for v in served.get(name, [])}
+    versions = "".join(f'<option value="{v}"{" selected" if str(v) == version else ""}>{v}'
+                       f'{esc(" (" + ", ".join(sorted(by_version[v])) + ")") if by_version[v] else ""}</option>'
                        for v in served.get(name, []))
     seed, count, label = choice or (0, 16, None)
     label_field = ""
@@ -120,14 +148,14 @@ def render(served: dict, name: str, version: str, info, choice, problem: str | N
         label_field = (f'<label>label <input name="label" type="number" min="0" max="{info.num_classes - 1}" '
                        f'value="{"" if label is None else label}" placeholder="all"></label>')
     body = f'<p class="problem">{esc(problem)}</p>' if problem else (
-        f'<img id="grid" alt="samples" src="{esc(png_url(name, version, seed, count, label))}">'
+        about(info) + f'<img id="grid" alt="samples" src="{esc(png_url(name, version, seed, count, label))}">'
         '<p id="status">loading</p>')
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>gan-serve: {esc(name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} img{{image-rendering:pixelated;width:512px}}
 td,th{{padding:0 1em;text-align:left}} .problem{{color:#b00}}</style></head>
 <body><h1>Served models</h1>
-<table><tr><th>model</th><th>versions</th></tr>{rows}</table>
+<table><tr><th>model</th><th>versions</th><th>labels</th></tr>{rows}</table>
 <form method="get" action="/samples">
 <label>model <select name="model">{models}</select></label>
 <label>version <select name="version"><option value="">latest</option>{versions}</select></label>
