@@ -180,12 +180,14 @@ class TimeBudget(keras.callbacks.Callback):
 
 class RunProgress(keras.callbacks.Callback):
     """After each epoch, one line on the whole run: steps done, time so far and time left at this
-    run's pace (the progress bar covers one epoch; a budget's deadline caps the estimate)."""
+    run's pace (the progress bar covers one epoch; a budget's deadline caps the estimate). Printed
+    when the next epoch begins or training ends: Keras's progress bar ends its epoch's line after
+    every other callback's on_epoch_end, so a line printed there would land inside the bar's."""
 
     def __init__(self, total_steps: int, current_step, budget: TimeBudget | None = None, clock=time.monotonic):
         super().__init__()
         self.total_steps, self.current_step, self.budget, self.clock = total_steps, current_step, budget, clock
-        self._start = None
+        self._start, self._pending = None, None
 
     def on_train_begin(self, logs=None):
         if self._start is None:  # the first fit of this process (a resumed run may call fit twice)
@@ -201,7 +203,18 @@ class RunProgress(keras.callbacks.Callback):
                 line += f", {_clock(max(0.0, self.budget.deadline - now))} left (--max-minutes)"
             else:
                 line += f", about {_clock(left)} left"
-        print(line, flush=True)
+        self._pending = line
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending()
+
+    def on_train_end(self, logs=None):
+        self._print_pending()
+
+    def _print_pending(self):
+        if self._pending:
+            print(self._pending, flush=True)
+            self._pending = None
 
 
 def _clock(seconds: float) -> str:
