@@ -124,9 +124,10 @@ class OnnxGenerator:
         image_shape = tuple(int(d) for d in self.session.get_outputs()[0].shape[1:])
         info = ModelInfo(int(inputs["z"].shape[1]), image_shape, num_classes if "label" in inputs else None,
                          tuple(inputs), card)
-        if card and "latent_dim" in card and "image_shape" in card and GeneratorSignature.from_card(card) != info.signature:
+        carded = GeneratorSignature.from_card(card) if card and "latent_dim" in card and "image_shape" in card else None
+        if carded is not None and carded != info.signature:
             raise ValueError(f"{self.path} does not match its model card: the model is {info.signature}, the card "
-                             f"says {GeneratorSignature.from_card(card)}; export it again with python -m export.run")
+                             f"says {carded}; export it again with python -m export.run")
         return info
 
     # -- inference ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ what comes out. Needs numpy only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class ModelInfo:
     input_names: tuple[str, ...]
     card: dict | None
 
-    @property
+    @cached_property  # once per loaded model: check_shapes reads it on every request
     def signature(self) -> GeneratorSignature:
         return GeneratorSignature(self.latent_dim, self.image_shape, self.num_classes)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.atomic import read_json
 from training.config import ConfigError, TrainConfig
 from training.rundir import RunDirectory
 
@@ -39,7 +38,7 @@ class FinishedRun:
         config = None
         if run.config_path.is_file():
             try:
-                config = TrainConfig.from_dict(read_json(run.config_path), source=str(run.config_path))
+                config = run.read_config()
             except (ConfigError, ValueError, TypeError) as err:
                 raise NotARunError(f"{run.config_path} cannot be read as a training config ({err}).") from None
         return cls(run.root, config, run.read_dataset(), run.read_history(), run.generator_path)

@@ -94,7 +94,7 @@ class RunDirectory:
         if overwrite:
             self._check_only_ours()
             return False  # --overwrite starts over, whatever run the directory holds
-        saved = TrainConfig.from_dict(read_json(self.config_path), source=str(self.config_path))
+        saved = self.read_config()
         differences = saved.differences(config)
         if differences:
             details = "; ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in differences)
@@ -121,6 +121,10 @@ class RunDirectory:
                         or (entry.is_dir() and folder != "tensorboard" and not is_temporary(entry.name)):
                     foreign.append(str(entry.relative_to(self.root)))
         return sorted(foreign)
+
+    def read_config(self) -> TrainConfig:
+        """The run's saved config, an older schema migrated (ConfigError if it is not one)."""
+        return TrainConfig.from_dict(read_json(self.config_path), source=str(self.config_path))
 
     def read_dataset(self) -> dict | None:
         return read_json(self.dataset_path) if self.dataset_path.is_file() else None
