@@ -55,6 +55,7 @@ VARIANTS: dict[str, dict] = {
     "width 32, D width 16, nearest, lr 4e-4": {**W32, "d_width": 16},
     "width 16, nearest, lr 4e-4, translation,color": {**W16, "diffaugment": "translation,color"},
     "width 16, nearest, lr 4e-4, no R1/R2": {**W16, "r1_gamma": 0.0, "r2_gamma": 0.0},
+    "width 16, nearest, lr 4e-4, R1/R2 every 16": {**W16, "r1_every": 16},
     "width 16, nearest, lr 4e-4, EMA 20 kimg": {**W16, "ema_kimg": 20.0},
     "width 16, nearest, lr 4e-4, batch 128": {**W16, "batch_size": 128},
     "width 16, nearest, lr 4e-4, conditional": {**W16, "conditional": True},
