@@ -36,6 +36,8 @@ COPY common/ common/
 COPY training/ training/
 COPY export/ export/
 COPY serving/ serving/
+COPY deploy/__init__.py deploy/
+COPY deploy/tfserving/ deploy/tfserving/
 RUN python -m pip install --no-cache-dir --no-deps . \
     && useradd --create-home --uid 10001 --user-group gan \
     && mkdir -p /runs /exports && chown 10001:10001 /runs /exports
@@ -47,14 +49,14 @@ CMD ["--output-dir", "/runs/default"]
 
 # ------------------------------------------------------------------------------------------ tfserving
 FROM tensorflow/serving:${TF_SERVING_VERSION} AS tfserving
-COPY serving/tfserving/batching_parameters_cpu.txt /config/batching_parameters.txt
-COPY serving/tfserving/monitoring.config /config/monitoring.config
-COPY serving/tfserving/models.config /config/models.config
+COPY deploy/tfserving/batching_parameters_cpu.txt /config/batching_parameters.txt
+COPY deploy/tfserving/monitoring.config /config/monitoring.config
+COPY deploy/tfserving/models.config /config/models.config
 COPY --from=model_repository / /models/
 RUN useradd --create-home --uid 10001 --user-group tfserving
 USER 10001:10001
 EXPOSE 8500 8501
-# /models/models.config, when the export wrote one (python -m serving.tfserving.config), replaces the
+# /models/models.config, when the export wrote one (python -m deploy.tfserving.config), replaces the
 # default: pass --model_config_file=/models/models.config as the container's command. Labels in a
 # models.config stop the server at start-up unless --allow_version_labels_for_unavailable_models
 # is set (tensorflow/serving#1230): the versions are not loaded yet when the labels are assigned.

@@ -173,7 +173,7 @@ def main(argv=None):
         parser.error("--checkout takes NAME=DIR, DIR a checkout holding serving/")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,030 attacking sockets and the clients'
-    from serving.onnx_generator import OnnxGenerator
+    from serving.engine.onnx_generator import OnnxGenerator
 
     latent_dim = OnnxGenerator(args.model).info.latent_dim
     rows, raw = [], {}

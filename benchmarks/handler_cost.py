@@ -17,12 +17,12 @@ import time
 
 import numpy as np
 
-from serving.core import RequestCore
-from serving.flags import resolve
-from serving.frontends.grpc_app import build_handlers
+from serving.engine.core import RequestCore
+from serving.app import grpc_handlers
+from serving.config import ServerConfig
 from serving.metrics import ServerMetrics
 from serving.protos import open_inference as oip
-from serving.server import build_manager, build_parser
+from serving.server import build_manager
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -37,12 +37,11 @@ class _Context:
 
 
 async def measure(model: str, requests: int, clients: int) -> list[tuple[float, float]]:
-    args = resolve(build_parser().parse_args(["--model", model, "--model-name", "generator",
-                                              "--intra-op-threads", "1"]))
+    args = ServerConfig.from_argv(["--model", model, "--model-name", "generator", "--intra-op-threads", "1"])
     metrics = ServerMetrics()
     manager = build_manager(args, metrics)
     await manager.apply(args.models, initial=True)
-    handler = next(h for h in (g.service(_Call()) for g in build_handlers(RequestCore(manager), metrics)) if h)
+    handler = next(h for h in (g.service(_Call()) for g in grpc_handlers(RequestCore(manager), metrics, 30.0, 1000)) if h)
     request = oip.ModelInferRequest(model_name="generator")
     request.inputs.add(name="z", datatype="FP32", shape=[1, 64])
     request.raw_input_contents.append(np.random.default_rng(0).standard_normal(64).astype(np.float32).tobytes())

@@ -50,7 +50,7 @@ def load_sampler(model: str | Path) -> Sampler:
 
 
 def _onnx(path: Path) -> Sampler:
-    from serving.onnx_generator import OnnxGenerator
+    from serving.engine.onnx_generator import OnnxGenerator
 
     generator = OnnxGenerator(path)
     info = generator.info

@@ -27,7 +27,7 @@ from export.onnx_export import OPSET, write_onnx
 from export.parity import TOLERANCE, check_parity
 from export.savedmodel import op_set, write_savedmodel, write_warmup_file
 from export.variant_gate import DEFAULT_MAX_FID_INCREASE, DEFAULT_SAMPLES, build_and_gate
-from serving.onnx_generator import variant_file
+from serving.engine.onnx_generator import variant_file
 from export.publish import ExportRoot
 from export.signature import GeneratorSpec
 from training.finished_run import FinishedRun, NotARunError

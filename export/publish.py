@@ -24,7 +24,7 @@ from typing import Iterator
 from common.atomic import (fsync_dir, locked, pending_files, remove_stale, staging_dir, staging_dirs,
                            write_json_atomic)
 from export import ExportError
-from serving.onnx_generator import VARIANTS, variant_file
+from serving.engine.onnx_generator import VARIANTS, variant_file
 
 
 def versions_in(base: Path) -> list[int]:

@@ -51,7 +51,7 @@ class VariantReport:
 
 
 def onnx_sampler(path: Path, check: bool = True) -> Sample:
-    from serving.onnx_generator import OnnxGenerator
+    from serving.engine.onnx_generator import OnnxGenerator
 
     generator = OnnxGenerator(path, device="cpu")
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from common.signature import LABEL, Z, labels_in_turn, random_z
 from export import ExportError
-from serving.onnx_generator import VARIANTS  # serving holds the list: it may not import export
+from serving.engine.onnx_generator import VARIANTS  # serving holds the list: it may not import export
 
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 32

@@ -7,7 +7,7 @@ status a canonical code name) and `:tensorflow:serving:request_latency{model_nam
 (a histogram in microseconds on TF's exponential buckets 10 * 1.8^i).
 
 With `--workers N` every worker process records into prometheus_client's multiprocess files
-(PROMETHEUS_MULTIPROC_DIR, set by `serving.workers`), and a scrape of any worker shows the sum over
+(PROMETHEUS_MULTIPROC_DIR, set by `serving.transports.workers`), and a scrape of any worker shows the sum over
 all of them: one server's numbers, whichever process answers.
 """
 

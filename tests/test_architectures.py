@@ -59,7 +59,7 @@ def test_mlp_is_the_tutorial_architecture():
 @pytest.mark.parametrize("arch, conditional", [("resnet", True), ("mlp", False)])
 def test_architecture_trains_exports_through_the_parity_gate_and_serves(arch, conditional, tmp_path):
     from export.run import main
-    from serving.onnx_generator import OnnxGenerator
+    from serving.engine.onnx_generator import OnnxGenerator
     from tests.conftest import _train_tiny
 
     run = _train_tiny(tmp_path / "run", arch=arch, conditional=conditional, diffaugment="translation,cutout,color",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks import h2load
-from serving.frontends import v2_grpc
+from serving.protocols.open_inference import grpc_api as v2_grpc
 from serving.protos import open_inference as oip
 
 SUMMARY = """finished in 3.00s, 1481.67 req/s, 4.58MB/s

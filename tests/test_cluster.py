@@ -363,10 +363,10 @@ def test_the_probes_of_both_serving_manifests_answer_on_our_server(tiny_export, 
 @pytest.mark.slow
 def test_tfserving_reads_the_files_the_export_and_its_config_step_write(tiny_export, tmp_path):
     """Every /models/... file the TF Serving manifest names exists once `export.run` and
-    `serving.tfserving.config` have written the gan-exports volume, and models.config points inside it."""
+    `deploy.tfserving.config` have written the gan-exports volume, and models.config points inside it."""
     import shutil
 
-    from serving.tfserving.config import write_deployment
+    from deploy.tfserving.config import write_deployment
 
     container = find(load_manifests(DEPLOY / "kubernetes" / "serving" / "tfserving.yaml"), "Deployment")[
         "spec"]["template"]["spec"]["containers"][0]

@@ -23,7 +23,19 @@ ALLOWED = {
     "training": {"common", "metrics"},
     "export": {"common", "metrics", "serving", "training"},
     "pipelines": {"common", "metrics", "serving", "training", "export"},  # orchestration (TFX) over everything
+    "deploy": {"common", "serving"},  # deployment tooling: TF Serving's config files from serving's protos
 }
+
+# serving's own floors (docs/development.md): a module imports from its floor and those below, never above;
+# the two protocols never import each other, and the client needs only the messages.
+SERVING_FLOORS = [
+    ("serving", "serving.protos", "serving.log_throttle", "serving.metrics"),   # shared: messages, logs, metrics
+    ("serving.engine",),                                                       # core, models, batcher, generator
+    ("serving.model_control", "serving.transports"),                           # control plane; HTTP and gRPC plumbing
+    ("serving.protocols",),                                                    # TF Serving, Open Inference Protocol
+    ("serving.samples_page",),
+    ("serving.app", "serving.config", "serving.server"),                       # mounting, configuration, the Server
+]
 
 
 def _project_imports(path: Path) -> set[tuple[str, int]]:
@@ -51,6 +63,66 @@ def test_no_package_imports_from_a_layer_above_it():
                 if top != package and top not in allowed:
                     violations.append(f"{path.relative_to(REPO)}:{line} imports {top}")
     assert not violations, "upward imports:\n" + "\n".join(violations)
+
+
+def _serving_floor(module: str) -> int:
+    """The floor of a serving module: its longest matching prefix in SERVING_FLOORS."""
+    best, floor = "", None
+    for index, prefixes in enumerate(SERVING_FLOORS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, floor = prefix, index
+    return floor
+
+
+def _serving_imports(path: Path) -> set[tuple[str, int]]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "serving":
+            names = [node.module + "." + alias.name for alias in node.names]  # `from serving import x` names x
+            found.update((name, node.lineno) for name in names)
+        elif isinstance(node, ast.Import):
+            found.update((alias.name, node.lineno) for alias in node.names if alias.name.split(".")[0] == "serving")
+    return found
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_serving_modules_import_only_from_their_floor_and_below():
+    violations = []
+    for path in sorted((REPO / "serving").rglob("*.py")):
+        module = _module_name(path)
+        if module.startswith("serving.client"):
+            continue  # checked below
+        here = _serving_floor(module)
+        assert here is not None, f"{module} sits on no floor of SERVING_FLOORS: add it there"
+        for name, line in _serving_imports(path):
+            floor = _serving_floor(name)
+            if floor is not None and floor > here:
+                violations.append(f"{path.relative_to(REPO)}:{line} imports {name} (floor {floor} > {here})")
+    assert not violations, "serving modules importing from a floor above them:\n" + "\n".join(violations)
+
+
+def test_the_two_protocols_and_the_client_stay_apart():
+    violations = []
+    for path in sorted((REPO / "serving").rglob("*.py")):
+        module = _module_name(path)
+        for name, line in _serving_imports(path):
+            for one, other in (("tfserving", "open_inference"), ("open_inference", "tfserving")):
+                if module.startswith(f"serving.protocols.{one}") and name.startswith(f"serving.protocols.{other}"):
+                    violations.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+            if module.startswith("serving.client") and not name.startswith(("serving.client", "serving.protos")):
+                violations.append(f"{path.relative_to(REPO)}:{line} imports {name} (the client needs only messages)")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_serving_floor_rule_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from serving.protocols.tfserving import rest_api\n")
+    (name, _), = _serving_imports(bad)
+    assert _serving_floor(name) > _serving_floor("serving.engine.core")
 
 
 def test_benchmarks_import_nothing_from_the_tests():

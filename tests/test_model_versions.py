@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from serving.model_manager import ModelManager
-from serving.onnx_generator import OnnxGenerator
-from serving.model_manager import NotFound
-from serving.server_config import ModelConfig
-from serving.version_watch import LoadGate
+from serving.engine.model_manager import ModelManager
+from serving.engine.onnx_generator import OnnxGenerator
+from serving.engine.model_manager import NotFound
+from serving.protocols.tfserving.config_files import ModelConfig
+from serving.engine.version_watch import LoadGate
 from tests.onnx_models import model_bytes, write_version
 
 
@@ -177,7 +177,7 @@ def test_a_base_path_that_disappears_for_a_while_keeps_the_loaded_versions(tmp_p
         manager = manager_with(LoadGate(settle_seconds=0))
         await manager.apply([ModelConfig("g", str(base), "all")], initial=True)
         base.rename(tmp_path / "elsewhere")
-        with caplog.at_level(logging.INFO, logger="serving.model_manager"):
+        with caplog.at_level(logging.INFO, logger="serving.engine.model_manager"):
             for _ in range(5):
                 await manager.poll()
         await drained(manager)
@@ -186,7 +186,7 @@ def test_a_base_path_that_disappears_for_a_while_keeps_the_loaded_versions(tmp_p
         said = [r.getMessage() for r in caplog.records if "keeping the loaded version" in r.getMessage()]
         assert len(said) == 1 and "[1, 2]" in said[0], said
         (tmp_path / "elsewhere").rename(base)
-        with caplog.at_level(logging.INFO, logger="serving.model_manager"):
+        with caplog.at_level(logging.INFO, logger="serving.engine.model_manager"):
             await manager.poll()
         assert any("is back" in r.getMessage() for r in caplog.records)
         os.remove(base / "1" / "model.onnx")
@@ -204,7 +204,7 @@ def test_a_fresh_start_under_latest_serves_the_newest_version_that_loads(tmp_pat
         write_version(tmp_path, 1)
         write_garbage(tmp_path, 2)
         manager = manager_with(LoadGate(settle_seconds=0))
-        with caplog.at_level(logging.WARNING, logger="serving.model_manager"):
+        with caplog.at_level(logging.WARNING, logger="serving.engine.model_manager"):
             await manager.apply([ModelConfig("g", str(tmp_path), "latest")], initial=True)
         assert states(manager) == {1: "AVAILABLE", 2: "END"}
         assert any("serving version 1, the newest that loads (version 2:" in r.getMessage() for r in caplog.records)

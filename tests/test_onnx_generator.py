@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving.onnx_generator import InputError, OnnxGenerator
+from serving.engine.onnx_generator import InputError, OnnxGenerator
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ def test_in_process_and_server_check_labels_alike_before_any_cast(labels, messag
     import asyncio
     import contextlib
 
-    from serving.core import RequestCore, RequestError
-    from serving.onnx_generator import ModelInfo
+    from serving.engine.core import RequestCore, RequestError
+    from serving.engine.onnx_generator import ModelInfo
 
     info = ModelInfo(latent_dim=2, image_shape=(4, 4, 1), num_classes=3, input_names=("z", "label"), card=None)
     in_process = OnnxGenerator.__new__(OnnxGenerator)

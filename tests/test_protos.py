@@ -108,7 +108,7 @@ def test_malformed_tensors_are_rejected():
         protos.from_tensor_proto(protos.TensorProto(dtype=protos.DT["DT_STRING"]))
 
 
-@pytest.mark.parametrize("module", ["serving.onnx_generator", "serving.server", "serving.client"])
+@pytest.mark.parametrize("module", ["serving.engine.onnx_generator", "serving.server", "serving.client"])
 def test_onnx_serving_path_does_not_import_tensorflow(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'training')))"
     result = run_python("-c", code, timeout=120)

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from common.ports import free_port
 from serving.client import GeneratorClient, RemoteCallError, predict_body
-from serving.onnx_generator import OnnxGenerator
+from serving.engine.onnx_generator import OnnxGenerator
 from tests.server_harness import Server
 
 pytestmark = pytest.mark.slow

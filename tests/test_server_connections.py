@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from serving.connections import DEFAULT_CAP, connection_cap
+from serving.transports.connections import DEFAULT_CAP, connection_cap
 from tests.onnx_models import LATENT, write_version
 from tests.server_harness import Server
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from serving import protos
-from serving.rest_intake import default_body_limit, largest_request_bytes
+from serving.transports.json_bodies import default_body_limit, largest_request_bytes
 from tests.conftest import REPO
 from tests.onnx_models import LATENT, write_version
 from tests.server_harness import Server
@@ -182,8 +182,8 @@ def test_a_crafted_body_of_too_many_values_is_refused_before_parsing(crafted):
     """Just under 1 MiB, one row of ~524k integers or ~349k empty lists: refused by counting, in a
     small fraction of the ~140 ms orjson would hold the GIL building their Python objects, while
     the largest legal request still parses."""
-    from serving.core import RequestError
-    from serving.rest_intake import decode_predict
+    from serving.engine.core import RequestError
+    from serving.transports.json_bodies import decode_predict
 
     assert len(crafted) < 1 << 20
     started = time.perf_counter()

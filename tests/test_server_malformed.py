@@ -97,9 +97,9 @@ def test_the_samples_page_draws_two_grids_at_a_time_and_leaves_the_queue_to_api_
 
     import numpy as np
 
-    from serving.core import RequestError
-    from serving.frontends import samples_page
-    from serving.frontends.v2_rest import Target
+    from serving.engine.core import RequestError
+    from serving import samples_page
+    from serving.protocols.open_inference.rest_api import Target
 
     release, predictions = asyncio.Event(), []
 

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serving.onnx_generator import OnnxGenerator
+from serving.engine.onnx_generator import OnnxGenerator
 from tests.onnx_models import LATENT, write_version
 from tests.server_harness import Server
 

@@ -1,4 +1,4 @@
-"""`--workers N` (serving/workers.py): worker processes sharing both ports under one supervisor.
+"""`--workers N` (serving/transports/workers.py): worker processes sharing both ports under one supervisor.
 The real server in a subprocess: both workers take connections, metrics are the sum over them, a
 worker killed with -9 is replaced, SIGTERM stops them all, a supervisor killed with -9 takes its
 workers with it, and a taken port or a model that does not load is one line and exit 2."""

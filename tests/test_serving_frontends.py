@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from common.grid import encode_png
-from serving import protos, validation
-from serving.core import RequestCore, RequestError
-from serving.frontends import samples_page, tfserving_grpc, v2_grpc, v2_rest
-from serving.frontends.rest_common import RestContext
-from serving.onnx_generator import OnnxGenerator
+from serving import protos, samples_page
+from serving.engine import validation
+from serving.engine.core import RequestCore, RequestError
+from serving.protocols.open_inference import grpc_api as v2_grpc
+from serving.protocols.open_inference import rest_api as v2_rest
+from serving.protocols.tfserving import grpc_api as tfserving_grpc
+from serving.transports.rest_common import RestContext
+from serving.engine.onnx_generator import OnnxGenerator
 from serving.protos import open_inference as oip
 from tests.onnx_models import LATENT, write_version
 
@@ -50,7 +53,7 @@ class Manager:
         self.models = {"g": Model(self.servable)}
 
     def pick(self, name, version=None, label=None):
-        from serving.model_manager import NotFound
+        from serving.engine.model_manager import NotFound
 
         if name != "g" or version not in (None, 1):
             raise NotFound(f"Servable not found for request: Specific({name}, {version})")
@@ -88,7 +91,7 @@ LABEL = np.array([0, 2, 1], np.int32)
 def test_a_prediction_is_validated_once(core, generator, monkeypatch):
     calls = []
     original = validation.check_inputs
-    monkeypatch.setattr("serving.core.check_inputs", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr("serving.engine.core.check_inputs", lambda *a, **k: calls.append(1) or original(*a, **k))
     version, images = run(core.predict("g", {"z": Z.tolist(), "label": LABEL.tolist()}))
     assert (version, len(calls)) == (1, 1)
     np.testing.assert_allclose(images, generator.run({"z": Z, "label": LABEL}), rtol=1e-6)

@@ -35,8 +35,8 @@ def test_inputs_drawn_from_a_seed_are_the_same_wherever_they_are_drawn():
 
 
 def test_the_served_generator_and_the_samples_page_draw_what_the_signature_draws(tmp_path):
-    from serving.frontends.samples_page import sample_inputs
-    from serving.onnx_generator import OnnxGenerator
+    from serving.samples_page import sample_inputs
+    from serving.engine.onnx_generator import OnnxGenerator
 
     generator = OnnxGenerator(write_version(tmp_path / "g", 1, num_classes=3))
     expected = generator.info.signature.random_inputs(6, seed=5)
@@ -46,7 +46,7 @@ def test_the_served_generator_and_the_samples_page_draw_what_the_signature_draws
 
 
 def test_a_model_that_disagrees_with_its_card_is_refused(tmp_path):
-    from serving.onnx_generator import OnnxGenerator
+    from serving.engine.onnx_generator import OnnxGenerator
 
     path = write_version(tmp_path / "g", 1)
     card = {**GeneratorSignature(LATENT, (4, 4, 1)).card_entries(), "model_name": "g"}

@@ -22,9 +22,12 @@ import pytest
 import yaml
 
 from common.ports import free_port
-from serving import flags, protos, server_config
-from serving.onnx_generator import OnnxGenerator
-from serving.tfserving import config as tfs_config
+from serving import protos
+from serving.config import ServerConfig
+from serving.engine.model_config import ModelConfig
+from serving.protocols.tfserving import config_files as server_config
+from serving.engine.onnx_generator import OnnxGenerator
+from deploy.tfserving import config as tfs_config
 from tests.conftest import REPO, documentation_text
 from tests.server_harness import wait_until_ready
 
@@ -36,14 +39,12 @@ from tests.tfserving_cases import (G, GRPC_CASES, RELOAD_CONFIG_METHOD, REST_CAS
 
 
 def parse(argv):
-    from serving.server import build_parser
-
-    return flags.resolve(build_parser().parse_args(argv))
+    return ServerConfig.from_argv(argv)
 
 
 def test_tf_serving_flags_have_tf_servings_defaults(tmp_path):
     args = parse([f"--model_base_path={tmp_path}"])
-    assert args.models == [server_config.ModelConfig("default", str(tmp_path), "latest", 1, (), {})]
+    assert list(args.models) == [ModelConfig("default", str(tmp_path), "latest", 1, (), {})]
     assert (args.grpc_port, args.file_system_poll_wait_seconds, args.model_config_file_poll_wait_seconds,
             args.rest_api_timeout_in_ms, args.allow_version_labels_for_unavailable_models) == (8500, 1, 0, 30000, False)
     args = parse(["--port=9000", "--rest_api_port=9001", f"--model_base_path={tmp_path}", "--model_name=g",
@@ -68,7 +69,7 @@ def test_tf_serving_flags_a_client_would_miss_are_refused_by_name(flag, tmp_path
 def test_tf_serving_tuning_flags_are_accepted_with_one_warning_and_honoured_where_they_can_be():
     """A tensorflow_model_server manifest's tuning flags, in absl's spellings: they parse, say what
     they did in one line, and the thread count becomes --intra-op-threads."""
-    from serving.flags import apply_tuning, split_tuning
+    from serving.protocols.tfserving.flags import apply_tuning, split_tuning
 
     argv = ["--port=8500", "--enable_model_warmup=true", "--rest_api_num_threads", "8", "--enable_model_warmup",
             "--tensorflow_intra_op_parallelism=4", "--tensorflow_inter_op_parallelism=2", "--model_name=g"]
@@ -129,9 +130,9 @@ def test_models_config_policies_and_labels():
     (model,) = server_config.models_from_proto(config)
     assert (model.policy, model.versions, model.labels) == ("specific", (1, 2), {"stable": 1, "canary": 2})
     assert model.aspired([1, 2, 3]) == {1, 2}
-    latest = server_config.ModelConfig("g", "/m", "latest", 2)
+    latest = ModelConfig("g", "/m", "latest", 2)
     assert latest.aspired([1, 5, 3]) == {3, 5}
-    assert server_config.ModelConfig("g", "/m", "all").aspired([1, 2]) == {1, 2}
+    assert ModelConfig("g", "/m", "all").aspired([1, 2]) == {1, 2}
 
 
 # -- a real server started with TF Serving's command line ------------------------------------------

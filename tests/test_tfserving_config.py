@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from serving.protos import build_descriptors
-from serving.tfserving import config as tfs
+from deploy.tfserving import config as tfs
 
 
 @functools.cache
@@ -102,7 +102,7 @@ def test_model_names_are_escaped_by_text_format_and_refused_by_the_cli(name, exp
 def test_models_config_needs_no_tensorflow():
     from tests.conftest import run_python
 
-    probe = ("import sys; from serving.tfserving import config; config.models_config('g', '/m/g', {'stable': 1}); "
+    probe = ("import sys; from deploy.tfserving import config; config.models_config('g', '/m/g', {'stable': 1}); "
              "print('tensorflow' in sys.modules)")
     result = run_python("-c", probe)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
@@ -140,8 +140,8 @@ pad_variable_length_inputs: true
 
 
 def test_a_batching_file_with_every_field_tf_serving_defines_is_accepted(tmp_path, caplog):
-    from serving.server import build_parser
-    from serving import flags, server_config
+    from serving.config import ServerConfig
+    from serving.protocols.tfserving import config_files as server_config
 
     fields = {f.name for f in documented_message("BatchingParameters").DESCRIPTOR.fields}
     used = {line.split()[0].rstrip(":") for line in EVERY_BATCHING_FIELD.strip().splitlines()}
@@ -151,19 +151,18 @@ def test_a_batching_file_with_every_field_tf_serving_defines_is_accepted(tmp_pat
     settings = server_config.read_batching_parameters(path)
     assert (settings.max_batch_size, settings.batch_timeout_micros, settings.max_enqueued_batches,
             settings.num_batch_threads, settings.allowed_batch_sizes) == (64, 1500, 20, 3, (8, 16, 32))
-    caplog.set_level("WARNING", logger="serving")
     (tmp_path / "m").mkdir()
-    args = flags.resolve(build_parser().parse_args(["--model-base-path", str(tmp_path / "m"), "--enable_batching",
-                                                    f"--batching_parameters_file={path}"]))
+    args = ServerConfig.from_argv(["--model-base-path", str(tmp_path / "m"), "--enable_batching",
+                                   f"--batching_parameters_file={path}"])
     assert (args.max_batch_size, args.num_batch_threads) == (64, 3)
-    reports = [r.getMessage() for r in caplog.records if "no effect" in r.getMessage()]
+    reports = [notice for notice in args.notices if "no effect" in notice]
     assert len(reports) == 1 and all(name in reports[0] for name in (
         "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size", "allowed_batch_sizes",
         "pad_variable_length_inputs")), reports
 
 
 def test_a_monitoring_file_with_every_field_tf_serving_defines_is_accepted(tmp_path):
-    from serving import server_config
+    from serving.protocols.tfserving import config_files as server_config
 
     assert {f.name for f in documented_message("MonitoringConfig").DESCRIPTOR.fields} == {"prometheus_config"}
     assert {f.name for f in documented_message("PrometheusConfig").DESCRIPTOR.fields} == {"enable", "path"}
@@ -182,7 +181,7 @@ def test_a_monitoring_file_with_every_field_tf_serving_defines_is_accepted(tmp_p
      "max_execution_batch_size { value: 16 }\nallowed_batch_sizes: 32\n", "end with max_execution_batch_size (16)"),
 ])
 def test_batching_files_tf_serving_refuses_are_refused(tmp_path, text, message):
-    from serving import server_config
+    from serving.protocols.tfserving import config_files as server_config
 
     path = tmp_path / "batching.txt"
     path.write_text(text)

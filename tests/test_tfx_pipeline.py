@@ -108,7 +108,7 @@ def test_the_pushed_version_loads_as_tf_serving_loads_it(pushed):
     card beside it are files it does not read. Same z, same images as the ONNX model our server runs."""
     import tensorflow as tf
 
-    from serving.onnx_generator import OnnxGenerator
+    from serving.engine.onnx_generator import OnnxGenerator
 
     version = the_version(pushed)
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from serving.onnx_generator import OnnxGenerator
+from serving.engine.onnx_generator import OnnxGenerator
 from tests.conftest import _train_tiny
 from tests.server_harness import Server
 

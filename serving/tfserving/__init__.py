@@ -1,1 +1,0 @@
-"""TensorFlow Serving deployment kit: models.config, batching parameters, monitoring config."""
