@@ -62,13 +62,13 @@ def prepare(run_dir: str | None, tmp: Path, variant_samples: int):
 
 def unfolded_onnx(run_dir: Path, path: Path) -> Path:
     """The same generator as tf2onnx converts it, without `export.onnx_graph`'s folding: what it buys."""
-    import keras
-
-    import training.models  # noqa: F401  (registers the custom layers load_model needs)
+    from export.exporter import load_generator, open_run
     from export.onnx_export import write_onnx
     from export.signature import GeneratorSpec
+    from training.models import for_export
 
-    generator = keras.models.load_model(run_dir / "generator.keras", compile=False)
+    run = open_run(run_dir)
+    generator = for_export(load_generator(run), run.config)
     write_onnx(generator, GeneratorSpec.of(generator), path, {}, fold=False)
     return path
 

@@ -69,7 +69,7 @@ class ModelControl:
             text = Path(self.config_file).read_text(encoding="utf-8")
             if text != last_text:
                 await self.manager.apply(self.read_config(self.config_file))
-                log.warning("Applied the changed %s", self.config_file)
+                log.info("Applied the changed %s", self.config_file)
                 return text
         except (OSError, ConfigError) as err:
             log.error("Keeping the current models: %s", err)

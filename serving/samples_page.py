@@ -5,7 +5,8 @@ drawn live by the chosen one, with seed, count, label (conditional models) and v
     GET /v1/models/<m>[/versions/<v>]/samples.png?seed=&count=&label=  the grid as PNG, for scripts and curl
 
 The PNG goes through the same core, batcher and metrics as any prediction. No JS framework: the
-form reloads the page; three lines of JS only report the decoded image size (tests read it).
+form reloads the page; a few lines of JS say what was drawn and its size in pixels, or that it could not
+be shown (tests read the size from the status line's data-width).
 """
 
 from __future__ import annotations
@@ -148,8 +149,8 @@ def render(served: dict, name: str, version: str, info, choice, problem: str | N
         label_field = (f'<label>label <input name="label" type="number" min="0" max="{info.num_classes - 1}" '
                        f'value="{"" if label is None else label}" placeholder="all"></label>')
     body = f'<p class="problem">{esc(problem)}</p>' if problem else (
-        about(info) + f'<img id="grid" alt="samples" src="{esc(png_url(name, version, seed, count, label))}">'
-        '<p id="status">loading</p>')
+        about(info) + f'<img id="grid" alt="{count} samples{"" if label is None else f" of class {label}"}" '
+        f'src="{esc(png_url(name, version, seed, count, label))}"><p id="status">loading</p>')
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>gan-serve: {esc(name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} img{{image-rendering:pixelated;width:512px}}
@@ -165,7 +166,11 @@ td,th{{padding:0 1em;text-align:left}} .problem{{color:#b00}}</style></head>
 {body}
 <script>
 const img = document.getElementById("grid"), status = document.getElementById("status");
-const report = () => status.textContent = img.naturalWidth ? "decoded " + img.naturalWidth + "x" + img.naturalHeight : "failed";
+const report = () => {{
+  if (!img.naturalWidth) {{ status.textContent = "the grid could not be shown: fetch " + img.src + " for the server's answer"; return; }}
+  status.dataset.width = img.naturalWidth; status.dataset.height = img.naturalHeight;
+  status.textContent = img.alt + ", " + img.naturalWidth + " x " + img.naturalHeight + " pixels";
+}};
 if (img) img.complete ? report() : (img.onload = img.onerror = report);
 </script></body></html>"""
 

@@ -219,7 +219,7 @@ class Server:
         if self._poller is not None:
             self._poller.cancel()
         grace = self.config.grace_seconds
-        log.warning("Shutting down: finishing in-flight requests (up to %.0fs)", grace)
+        log.info("Shutting down: finishing in-flight requests (up to %.0fs)", grace)
         for batcher in list(self.manager.batchers.values()):
             batcher.flush()
         await asyncio.gather(*([self._grpc.stop(grace=grace)] if self._grpc else []),
@@ -235,7 +235,7 @@ class Server:
         config, models = self.config, self.manager.models
         served = "; ".join(f"{m.name} (versions {', '.join(map(str, m.versions))})" for m in models.values())
         first = next(iter(next(iter(models.values())).versions.values()))
-        log.warning("Serving %s on %s: REST %s (TF Serving /v1, Open Inference Protocol /v2, samples page /samples), "
+        log.info("Serving %s on %s: REST %s (TF Serving /v1, Open Inference Protocol /v2, samples page /samples), "
                     "gRPC %s; %s; bodies up to %d bytes", served, config.host, config.rest_port or "off",
                     config.grpc_port or "off", first.description, self.body_limit())
 

@@ -50,7 +50,7 @@ class Server:
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, "--rest-port", str(self.rest_port),
-                                      "--grpc-port", str(self.grpc_port), "--log-level", "warning"],
+                                      "--grpc-port", str(self.grpc_port), "--log-level", "info"],
                                      cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **env} if env else None)
         wait_until_ready(self.url, self.proc, lambda: open(log_path).read())

@@ -227,7 +227,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas():
     custom resource: its pod templates are checked as core PodTemplates, its own fields by hand."""
     import kubernetes_validate
 
-    files = sorted(p for p in (DEPLOY / "kubernetes").rglob("*.yaml") if p.parent.name != "crds")
+    files = sorted(p for p in (DEPLOY / "kubernetes").rglob("*.yaml")
+                   if p.parent.name != "crds" and p.name != "kustomization.yaml")
     kinds = []
     for path in files:
         for doc in load_manifests(path):
@@ -246,7 +247,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas():
                 validate_kserve(doc)
             else:
                 kubernetes_validate.validate(doc, "1.30", strict=True)
-    assert sorted(kinds) == sorted(["PersistentVolumeClaim"] * 2 + ["TFJob", "Service", "Job"]
+    assert sorted(kinds) == sorted(["PersistentVolumeClaim"] * 2 + ["TFJob", "Service", "Job", "Job"]
                                    + ["ClusterTrainingRuntime", "TrainJob"]
                                    + ["Deployment", "Service", "HorizontalPodAutoscaler"] * 2
                                    + ["ServingRuntime", "InferenceService"])
@@ -297,6 +298,66 @@ def test_the_sbatch_script_is_valid_bash_and_its_flags_parse():
     config = parse_config([*flags, "--output-dir", "/shared/runs/exp1"])
     assert (config.strategy, config.cluster, config.preempted_exit_code) == ("multi-worker", "slurm", 143)
     assert "scontrol requeue" in script.read_text() and "#SBATCH --ntasks-per-node=1" in script.read_text()
+
+
+def test_each_kustomization_names_files_that_exist_and_maps_every_image_of_ours_they_use():
+    """`kustomize edit set image` can point every manifest at a registry: no image of ours is left
+    on a local tag that a cluster cannot pull."""
+    import re
+
+    ours = {"gan-train", "gan-onnx-serve", "gan-tfserving"}
+    seen = set()
+    for path in sorted((DEPLOY / "kubernetes").rglob("kustomization.yaml")):
+        (doc,) = load_manifests(path)
+        assert doc["kind"] == "Kustomization" and doc["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+        mapped = {image["name"] for image in doc.get("images", [])}
+        for resource in doc["resources"]:
+            text = (path.parent / resource).read_text()
+            seen.add((path.parent / resource).resolve())
+            used = set(re.findall(r"^\s*image:\s*([\w./-]+)", text, re.M)) & ours
+            assert used <= mapped, f"{path}: {resource} uses {used - mapped}, which its images: do not map"
+    assert (DEPLOY / "kubernetes" / "export" / "export-job.yaml").resolve() in seen
+    assert (DEPLOY / "kubernetes" / "serving" / "onnx-serve.yaml").resolve() in seen
+
+
+def test_the_export_job_reads_the_training_run_and_writes_what_both_servers_mount():
+    """The path from a training run to a served version: the Job exports the run directory the
+    training manifests write (mounted read-only) onto the volume both servers mount, and writes TF
+    Serving's files for the container root TF Serving mounts them at."""
+    from deploy.tfserving.config import build_parser as tfserving_config_parser
+    from export.run import build_parser as export_parser
+    from training.cli import parse_config
+
+    job = find(load_manifests(DEPLOY / "kubernetes" / "export" / "export-job.yaml"), "Job")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["persistentVolumeClaim"] for v in job["volumes"]}
+    export, = job["initContainers"]
+    config_step, = job["containers"]
+    assert export["command"] == ["python", "-m", "export.run"]
+    assert config_step["command"] == ["python", "-m", "deploy.tfserving.config"]
+    exported = export_parser().parse_args(export["args"])
+    mounts = {m["mountPath"]: m for m in export["volumeMounts"]}
+
+    trained = parse_config(container_args(find(load_manifests(DEPLOY / "kubernetes" / "training" / "indexed-job.yaml"),
+                                               "Job")["spec"]["template"]))
+    assert exported.run_dir == trained.output_dir
+    runs = mounts["/" + Path(exported.run_dir).parts[1]]
+    assert runs["readOnly"] is True and volumes[runs["name"]]["claimName"] == "gan-runs"
+    assert volumes[mounts[exported.output_dir]["name"]]["claimName"] == "gan-exports"
+    assert exported.version is not None and exported.variants
+
+    written = tfserving_config_parser().parse_args(config_step["args"])
+    assert written.export_dir == exported.output_dir and written.stable == exported.version
+    tfs = find(load_manifests(DEPLOY / "kubernetes" / "serving" / "tfserving.yaml"), "Deployment")
+    tfs_mount = tfs["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
+    assert written.container_root == tfs_mount["mountPath"] and tfs_mount["subPath"] == "tfserving"
+    onnx = find(load_manifests(DEPLOY / "kubernetes" / "serving" / "onnx-serve.yaml"), "Deployment")
+    onnx_mount = onnx["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
+    assert onnx_mount["subPath"] == "onnx-models"  # export.run's layout under --output-dir
+    for deployment in (tfs, onnx):
+        claims = [v["persistentVolumeClaim"] for v in deployment["spec"]["template"]["spec"]["volumes"]
+                  if "persistentVolumeClaim" in v]
+        assert claims == [{"claimName": "gan-exports", "readOnly": True}]
+    assert job["securityContext"]["runAsNonRoot"] is True
 
 
 def test_training_manifests_flags_parse_and_run_non_root_with_the_shared_run_volume():

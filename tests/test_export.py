@@ -156,6 +156,25 @@ def test_generate_from_both_artifacts_gives_the_same_grid(tiny_export, tiny_cond
     assert generate(["--model", str(tmp_path / "missing.onnx")]) == 2
 
 
+def test_generator_keras_loads_with_keras_alone_and_exports_depth_to_space(tiny_run, tiny_export):
+    """The default (pixel-shuffle) generator.keras needs no import of ours; its ONNX keeps one
+    DepthToSpace per block (the form onnxruntime's int8 and NCHWc paths take)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, keras, numpy as np\n"
+            "g = keras.models.load_model(sys.argv[1], compile=False)\n"
+            "images = np.asarray(g(np.zeros((2, 8), 'float32'), training=False))\n"
+            "ours = sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'export', 'serving', 'common'))\n"
+            "print(images.shape, ours)")
+    result = subprocess.run([sys.executable, "-c", code, str(tiny_run / "generator.keras")], cwd="/",
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("(2, 28, 28, 1) []"), result.stdout
+    op_types = [node.op_type for node in onnx.load(str(tiny_export / "onnx" / "generator.onnx")).graph.node]
+    assert op_types.count("DepthToSpace") == 2, op_types
+
+
 # -- concurrency, crashes, file modes, full disks ----------------------------------------------------
 
 def _run_with_weights(tiny_run, root, scale):

@@ -47,8 +47,8 @@ def test_the_page_loads_and_its_grid_image_is_decoded(server, tmp_path):
     dom = chromium("--dump-dom", page_url(server, label=0), profile=tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "<td>digits</td><td>1</td>" in dom.stdout  # the models and versions served
-    assert 'id="status">decoded ' in dom.stdout, dom.stdout[-2000:]
-    width = int(dom.stdout.split('id="status">decoded ', 1)[1].split("x", 1)[0])
+    assert 'data-width="' in dom.stdout, dom.stdout[-2000:]  # set by the page's script once the PNG decodes
+    width = int(dom.stdout.split('data-width="', 1)[1].split('"', 1)[0])
     assert width == 3 * 4 + 2 * 2  # naturalWidth: a 3x3 grid of 4-pixel samples, 2-pixel gaps
 
 

@@ -146,7 +146,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.log_path, self.log = log_path, open(log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "serving.server", *args, f"--port={self.grpc_port}",
-                                      f"--rest_api_port={self.rest_port}", "--log-level", "warning"],
+                                      f"--rest_api_port={self.rest_port}", "--log-level", "info"],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until_ready(self.url, self.proc, log_path.read_text)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")

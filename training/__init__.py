@@ -1,8 +1,9 @@
 """GAN training with Keras 3 under tf.distribute.
 
 Importing the package imports no Keras or TensorFlow, so `gan-train --help` and flag errors answer
-at once. Before `keras.models.load_model` on `generator.keras` or `discriminator.keras`, import
-`training.models` explicitly: it registers the custom layers those files name.
+at once. `generator.keras` loads with `keras.models.load_model` alone (Keras's own layers); before
+loading `discriminator.keras` (a conditional or ResNet critic), or a generator saved by an older version, import
+`training.models`: it registers the custom layers those files name.
 """
 
 import os

@@ -1,8 +1,10 @@
 """Generator and discriminator builders for every architecture (`--arch`), by name.
 
-Plain functions that return functional `keras.Model`s, so that the saved `.keras` files reload with
-`keras.models.load_model` after `import training.models` (which registers the custom layers in
-`training.networks.layers`). The architectures themselves live in `training.networks`.
+Plain functions that return functional `keras.Model`s. A generator is made of Keras's own layers, so
+its `.keras` file reloads with `keras.models.load_model` alone; a conditional or ResNet discriminator's
+needs `import training.models` first (it registers their custom layers).
+`for_export` gives export the generator with pixel shuffles as DepthToSpace ops. The architectures
+themselves live in `training.networks`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from keras import layers
 
 from training.networks import ARCHITECTURES
 from training.networks.dcgan import upsampling_plan  # noqa: F401  (public: the resolution plan)
-from training.networks.layers import UPSAMPLING, ProjectionHead  # noqa: F401
+from training.networks.layers import PIXELSHUFFLE_OP, UPSAMPLING, ProjectionHead  # noqa: F401
 
 DEFAULT_UPSAMPLING = "pixelshuffle"
 
@@ -69,6 +71,27 @@ def generator_for(config, num_classes: int | None) -> keras.Model:
     """The generator a resolved `TrainConfig` describes."""
     return build_generator(config.image_size, config.channels, config.latent_dim, config.width, num_classes,
                            arch=config.arch, upsampling=config.upsampling)
+
+
+def for_export(generator: keras.Model, config) -> keras.Model:
+    """`generator` (as loaded from generator.keras) with each pixel shuffle as one DepthToSpace op,
+    the form tf2onnx turns into ONNX `DepthToSpace` (training.networks.layers); the same weights, and
+    the same images (checked). Generators without a portable pixel shuffle, or without the run's
+    config to rebuild from, come back as they are."""
+    portable = any(layer.name.endswith("_shuffle_split") or (isinstance(layer, layers.Permute) and
+                                                              layer.dims == (1, 3, 2, 4, 5)) for layer in generator.layers)
+    if config is None or config.upsampling != "pixelshuffle" or not portable:
+        return generator
+    twin = build_generator(config.image_size, config.channels, config.latent_dim, config.width,
+                           class_count(generator), name=generator.name, arch=config.arch, upsampling=PIXELSHUFFLE_OP)
+    twin.set_weights(generator.get_weights())
+    inputs = [keras.random.normal((4, config.latent_dim), seed=0)]
+    if len(generator.inputs) > 1:
+        inputs.append(keras.ops.arange(4, dtype="int32") % class_count(generator))
+    gap = float(keras.ops.max(keras.ops.abs(twin(inputs, training=False) - generator(inputs, training=False))))
+    if gap > 1e-5:
+        raise ValueError(f"the DepthToSpace form of {generator.name} differs from it by {gap:.2e}: a bug, not your run")
+    return twin
 
 
 def discriminator_for(config, num_classes: int | None) -> keras.Model:

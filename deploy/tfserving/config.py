@@ -117,7 +117,7 @@ def current_container_root(path: Path, model_name: str) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy.tfserving.config", description=__doc__.split("\n\n")[0])
     parser.add_argument("--export-dir", default="exports")
     parser.add_argument("--model-name", default="generator")
@@ -130,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-batch-threads", type=int, default=None,
                         help="Batch threads: one per core of the serving host (default: keep the deployment's; "
                              f"this machine's {os.cpu_count()} for a new one).")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     labels = {k: v for k, v in (("stable", args.stable), ("canary", args.canary)) if v is not None}
     batching = Path(args.export_dir) / "tfserving" / "batching_parameters.txt"
     rewrite = args.device or args.num_batch_threads is not None or not batching.is_file()

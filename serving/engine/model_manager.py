@@ -270,7 +270,7 @@ class ModelManager:
         self.batchers[key] = servable.batcher
         servable.state = "AVAILABLE"
         servable.loaded.set()
-        log.warning("Successfully loaded servable version {name: %s version: %s}", model.name, servable.version)
+        log.info("Successfully loaded servable version {name: %s version: %s}", model.name, servable.version)
 
     def _load_and_warm_up(self, path: Path):
         """Load, then run one row, so a version that loads but cannot run never becomes AVAILABLE and
@@ -318,7 +318,7 @@ class ModelManager:
         self.batchers.pop((name, servable.version), None)
         servable.generator = servable.batcher = None
         servable.state = "END"
-        log.warning("Done unloading servable version {name: %s version: %s}", name, servable.version)
+        log.info("Done unloading servable version {name: %s version: %s}", name, servable.version)
 
 
 def _unavailable_reason(model: ManagedModel) -> str:

@@ -248,11 +248,11 @@ def run(config, target) -> int:
             print(f"error: {failure}", file=sys.stderr, flush=True)
             return 2
         pids = ", ".join(str(p.pid) for p in supervisor.workers.values())
-        log.warning("%d workers serving on REST %s and gRPC %s (pids %s)", config.workers, config.rest_port or "off",
+        log.info("%d workers serving on REST %s and gRPC %s (pids %s)", config.workers, config.rest_port or "off",
                     config.grpc_port or "off", pids)
         return supervisor.supervise()
     finally:
-        log.warning("Shutting down %d workers", len(supervisor.workers))
+        log.info("Shutting down %d workers", len(supervisor.workers))
         supervisor.stop(config.grace_seconds)
         for sock in held:
             sock.close()

@@ -1,9 +1,12 @@
 """Building blocks shared by the architectures: the projection head, sub-pixel upsampling, SN.
 
 Upsampling is one choice for every generator (`UPSAMPLING`), measured in `benchmarks/upsampling.py`:
-- `pixelshuffle`: 3x3 conv to 4x the filters, then `depth_to_space` (Shi et al., 2016). ONNX gets
-  `Conv` + `DepthToSpace`, which onnxruntime's int8 quantizer and NCHWc path both handle; the
-  kernel starts as ICNR (Aitken et al., 2017) so the first images have no checkerboard.
+- `pixelshuffle`: 3x3 conv to 4x the filters, then depth-to-space (Shi et al., 2016); the kernel
+  starts as ICNR (Aitken et al., 2017) so the first images have no checkerboard. Saved models spell
+  depth-to-space in Keras's own layers (Reshape, Permute, Reshape) and name a built-in initializer,
+  so `keras.models.load_model` needs nothing of ours; export builds the same generator with one
+  `DepthToSpace` op per block (`PIXELSHUFFLE_OP`), which tf2onnx maps to ONNX `DepthToSpace`, the
+  form onnxruntime's int8 quantizer and NCHWc path handle.
 - `transposed`: `Conv2DTranspose(4, strides=2)`, the classic DCGAN layer (ONNX `ConvTranspose`,
   left in float by the quantizer).
 - `nearest`: nearest-neighbour upsampling + 3x3 conv (Keras's `UpSampling2D` exports as Tile/Gather
@@ -16,6 +19,7 @@ import keras
 from keras import layers, ops
 
 UPSAMPLING = ("pixelshuffle", "transposed", "nearest")
+PIXELSHUFFLE_OP = "pixelshuffle-op"  # pixelshuffle with one DepthToSpace op per block: export's form
 
 
 @keras.saving.register_keras_serializable(package="gan")
@@ -55,7 +59,8 @@ class ProjectionHead(layers.Layer):
 @keras.saving.register_keras_serializable(package="gan")
 class DepthToSpace(layers.Layer):
     """`[b, h, w, 4c] -> [b, 2h, 2w, c]` via `tf.nn.depth_to_space`, which tf2onnx maps to one
-    ONNX `DepthToSpace` (a keras.ops reshape/transpose would export as Reshape/Transpose chains)."""
+    ONNX `DepthToSpace` (Keras's Reshape/Permute export as Reshape/Transpose chains). Export's form
+    of `pixel_shuffle`; saved models from before it was spelled in built-in layers use it too."""
 
     def __init__(self, block_size: int = 2, **kwargs):
         super().__init__(**kwargs)
@@ -97,45 +102,31 @@ def maybe_sn(layer: layers.Layer, enabled: bool) -> layers.Layer:
     return layers.SpectralNormalization(layer, name=f"sn_{layer.name}") if enabled else layer
 
 
+def pixel_shuffle(x, block: int = 2, name: str | None = None, as_op: bool = False):
+    """`[b, h, w, block*block*c] -> [b, block*h, block*w, c]`, channel `(i*block + j)*c + k` going to
+    pixel `(i, j)` of each block (TensorFlow's and ONNX's DCR order). `as_op`: one DepthToSpace op
+    (export); otherwise Keras's own layers, which any Keras loads."""
+    if as_op:
+        return DepthToSpace(block, name=name)(x)
+    height, width, depth = x.shape[1:]
+    out = depth // (block * block)
+    x = layers.Reshape((height, width, block, block, out), name=name and f"{name}_split")(x)
+    x = layers.Permute((1, 3, 2, 4, 5), name=name and f"{name}_interleave")(x)  # [h, i, w, j, c]
+    return layers.Reshape((height * block, width * block, out), name=name)(x)
+
+
 def upsample(x, filters: int, mode: str, kernel_size: int = 3, use_bias: bool = False, name: str | None = None):
     """Double the resolution of `x` and map it to `filters` channels with the chosen method."""
-    if mode == "pixelshuffle":
-        x = layers.Conv2D(filters * 4, kernel_size, padding="same", use_bias=use_bias, kernel_initializer=ICNR(),
-                          name=name and f"{name}_conv")(x)
-        return DepthToSpace(2, name=name and f"{name}_shuffle")(x)
+    if mode in ("pixelshuffle", PIXELSHUFFLE_OP):
+        conv = layers.Conv2D(filters * 4, kernel_size, padding="same", use_bias=use_bias, kernel_initializer=ICNR(),
+                             name=name and f"{name}_conv")
+        x = conv(x)
+        conv.kernel_initializer = keras.initializers.GlorotUniform()  # ICNR only initialises; the saved model
+        # then names a built-in initializer, and loading it needs no import of ours
+        return pixel_shuffle(x, 2, name and f"{name}_shuffle", as_op=mode == PIXELSHUFFLE_OP)
     if mode == "transposed":
         return layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=use_bias, name=name)(x)
     if mode == "nearest":
         x = layers.UpSampling2D(2, interpolation="nearest", name=name and f"{name}_nearest")(x)
         return layers.Conv2D(filters, kernel_size, padding="same", use_bias=use_bias, name=name and f"{name}_conv")(x)
     raise ValueError(f"Unknown upsampling {mode!r}; choose one of {', '.join(UPSAMPLING)}.")
-
-
-def label_input(num_classes: int | None, latent_dim: int, z):
-    """`(inputs, x)`: the generator's inputs and z, joined with a class embedding when conditional."""
-    if not num_classes:
-        return z, z
-    label = keras.Input((), dtype="int32", name="label")
-    x = layers.Concatenate(name="z_and_class")(
-        [z, layers.Embedding(num_classes, latent_dim, name="class_embedding")(label)])
-    return [z, label], x
-
-
-def logits_head(features, images, num_classes: int | None, spectral_norm: bool, name: str) -> keras.Model:
-    """Dense logit, or the projection head on `[features, label]` when conditional."""
-    if num_classes:
-        label = keras.Input((), dtype="int32", name="label")
-        logits = ProjectionHead(num_classes, spectral_norm, dtype="float32", name="logits")([features, label])
-        return keras.Model([images, label], logits, name=name)
-    if spectral_norm:  # the wrapper casts its output back to the (maybe bfloat16) input dtype
-        logits = layers.SpectralNormalization(layers.Dense(1, name="dense_logit"), name="sn_logit")(features)
-        logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
-    else:
-        logits = layers.Dense(1, dtype="float32", name="logits")(features)
-    return keras.Model(images, logits, name=name)
-
-
-def to_images(x, channels: int):
-    """The output layer of every conv generator: a 3x3 conv to `channels` with tanh, in float32
-    even under mixed precision, so exported models take and return float32."""
-    return layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32", name="images")(x)
