@@ -32,6 +32,14 @@ class _Call:
 
 
 class _Context:
+    """A call's context as the client-streaming handlers read it: one request message, then abort on error."""
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+    async def read(self) -> bytes:
+        return self.raw
+
     async def abort(self, code, details):
         raise RuntimeError(f"{code}: {details}")
 
@@ -45,12 +53,12 @@ async def measure(model: str, requests: int, clients: int) -> list[tuple[float, 
     request = oip.ModelInferRequest(model_name="generator")
     request.inputs.add(name="z", datatype="FP32", shape=[1, 64])
     request.raw_input_contents.append(np.random.default_rng(0).standard_normal(64).astype(np.float32).tobytes())
-    raw, context, left, passes = request.SerializeToString(), _Context(), [0], []
+    context, left, passes = _Context(request.SerializeToString()), [0], []
 
     async def client():
         while left[0] > 0:
             left[0] -= 1
-            handler.response_serializer(await handler.unary_unary(raw, context))
+            handler.response_serializer(await handler.stream_unary(None, context))
 
     for _ in range(2):
         left[0], cpu, wall = requests, time.thread_time(), time.perf_counter()

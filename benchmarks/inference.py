@@ -54,7 +54,7 @@ def prepare(run_dir: str | None, tmp: Path, variant_samples: int):
         run_dir = tmp / "run"
         run_dir.mkdir()
         build_generator().save(run_dir / "generator.keras")  # the default architecture
-        (run_dir / "config.json").write_text(json.dumps({"dataset": "mnist-sample", "data_dir": None}))
+        (run_dir / "config.json").write_text(json.dumps({"dataset": "mnist-sample", "data_dir": None, "width": 32}))
     result = export_generator(Path(run_dir), tmp / "exports", variants=("int8", "fp16"),
                               max_fid_increase=float("inf"), variant_samples=variant_samples)
     return result, trained, Path(run_dir)

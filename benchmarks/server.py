@@ -117,7 +117,7 @@ def export_default(tmp: Path) -> Path:
     run_dir = tmp / "run"
     run_dir.mkdir()
     build_generator().save(run_dir / "generator.keras")
-    (run_dir / "config.json").write_text(json.dumps({"dataset": "mnist-sample", "data_dir": None}))
+    (run_dir / "config.json").write_text(json.dumps({"dataset": "mnist-sample", "data_dir": None, "width": 32}))
     return Path(export_generator(run_dir, tmp / "exports").onnx_path)
 
 

@@ -39,12 +39,20 @@ class ModelControl:
         """Load the start-up models: every one must have an AVAILABLE version (else ConfigError)."""
         await self.manager.apply(self.models, initial=True)
 
-    async def reload(self, models: list[ModelConfig]) -> None:
-        """Serve exactly `models`, now (ConfigError, or its LabelError, when they cannot be)."""
+    def refusal(self) -> str | None:
+        """Why a reload cannot be applied here, whatever it holds; None when it can."""
         if self.workers > 1:
-            raise ReloadRefused(f"this server runs {self.workers} worker processes (--workers) and a reload would "
-                                "reach only one of them; change the --model_config_file and let "
-                                "--model_config_file_poll_wait_seconds apply it to all, or run with --workers 1")
+            return (f"this server runs {self.workers} worker processes (--workers) and a reload would reach only "
+                    "one of them; change the --model_config_file and let --model_config_file_poll_wait_seconds "
+                    "apply it to all, or run with --workers 1")
+        return None
+
+    async def reload(self, models: list[ModelConfig]) -> None:
+        """Serve exactly `models`, now (ReloadRefused, see `refusal`; ConfigError, or its LabelError,
+        when they cannot be served)."""
+        refused = self.refusal()
+        if refused:
+            raise ReloadRefused(refused)
         await self.manager.apply(models)
 
     async def poll_forever(self) -> None:

@@ -46,6 +46,7 @@ from serving.engine.version_watch import LoadGate
 from serving.metrics import ServerMetrics
 from serving.model_control import ModelControl
 from serving.protocols.tfserving.config_files import read_models_config
+from serving.protocols.tfserving.flags import refuse_not_applicable
 from serving.transports import workers
 from serving.transports.connections import bind_socket, connection_cap, guarded_h11_protocol, raise_fd_limit
 from serving.transports.json_bodies import default_body_limit
@@ -264,6 +265,10 @@ def print_version() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    refused = refuse_not_applicable(argv)  # before anything else, --version included
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     if "--version" in argv or any(a.startswith("--version=") for a in argv):
         print_version()
         return 0

@@ -183,7 +183,7 @@ def test_a_crafted_body_of_too_many_values_is_refused_before_parsing(crafted):
     small fraction of the ~140 ms orjson would hold the GIL building their Python objects, while
     the largest legal request still parses."""
     from serving.engine.core import RequestError
-    from serving.transports.json_bodies import decode_predict
+    from serving.protocols.tfserving.rest_bodies import decode_predict
 
     assert len(crafted) < 1 << 20
     started = time.perf_counter()

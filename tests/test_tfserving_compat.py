@@ -69,6 +69,7 @@ def test_tf_serving_flags_a_client_would_miss_are_refused_by_name(flag, tmp_path
 def test_tf_serving_tuning_flags_are_accepted_with_one_warning_and_honoured_where_they_can_be():
     """A tensorflow_model_server manifest's tuning flags, in absl's spellings: they parse, say what
     they did in one line, and the thread count becomes --intra-op-threads."""
+    from serving.config import build_parser
     from serving.protocols.tfserving.flags import apply_tuning, split_tuning
 
     argv = ["--port=8500", "--enable_model_warmup=true", "--rest_api_num_threads", "8", "--enable_model_warmup",
@@ -77,15 +78,17 @@ def test_tf_serving_tuning_flags_are_accepted_with_one_warning_and_honoured_wher
     assert rest == ["--port=8500", "--model_name=g"]
     assert [name for name, _ in tuning] == ["enable_model_warmup", "rest_api_num_threads", "enable_model_warmup",
                                             "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"]
-    args = parse(["--model-base-path", "/models/g", *rest])
-    assert args.intra_op_threads == 0  # parse() alone does not apply them: main() does
+    args = build_parser().parse_args(["--model-base-path", "/models/g", *rest])
+    assert args.intra_op_threads == 0  # the parser alone does not apply them: ServerConfig.from_argv does
     said = apply_tuning(args, tuning)
     assert args.intra_op_threads == 4 and said.count("\n") == 0
     assert "--rest_api_num_threads=8 (no effect: REST runs on one asyncio event loop)" in said
     assert "--tensorflow_intra_op_parallelism=4 (as --intra-op-threads 4)" in said
-    ours = parse(["--model-base-path", "/models/g", "--intra-op-threads", "2"])
+    ours = build_parser().parse_args(["--model-base-path", "/models/g", "--intra-op-threads", "2"])
     apply_tuning(ours, [("tensorflow_intra_op_parallelism", "4")])
     assert ours.intra_op_threads == 2  # our own flag wins
+    config = parse(["--model-base-path", "/models/g", *argv])  # all of it, as the server takes it
+    assert config.intra_op_threads == 4 and config.notices == (said,)
 
 
 def test_tf_serving_version_flag_prints_a_version_and_exits_0(capsys):

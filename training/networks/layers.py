@@ -130,3 +130,33 @@ def upsample(x, filters: int, mode: str, kernel_size: int = 3, use_bias: bool = 
         x = layers.UpSampling2D(2, interpolation="nearest", name=name and f"{name}_nearest")(x)
         return layers.Conv2D(filters, kernel_size, padding="same", use_bias=use_bias, name=name and f"{name}_conv")(x)
     raise ValueError(f"Unknown upsampling {mode!r}; choose one of {', '.join(UPSAMPLING)}.")
+
+
+def label_input(num_classes: int | None, latent_dim: int, z):
+    """`(inputs, x)`: the generator's inputs and z, joined with a class embedding when conditional."""
+    if not num_classes:
+        return z, z
+    label = keras.Input((), dtype="int32", name="label")
+    x = layers.Concatenate(name="z_and_class")(
+        [z, layers.Embedding(num_classes, latent_dim, name="class_embedding")(label)])
+    return [z, label], x
+
+
+def logits_head(features, images, num_classes: int | None, spectral_norm: bool, name: str) -> keras.Model:
+    """Dense logit, or the projection head on `[features, label]` when conditional."""
+    if num_classes:
+        label = keras.Input((), dtype="int32", name="label")
+        logits = ProjectionHead(num_classes, spectral_norm, dtype="float32", name="logits")([features, label])
+        return keras.Model([images, label], logits, name=name)
+    if spectral_norm:  # the wrapper casts its output back to the (maybe bfloat16) input dtype
+        logits = layers.SpectralNormalization(layers.Dense(1, name="dense_logit"), name="sn_logit")(features)
+        logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
+    else:
+        logits = layers.Dense(1, dtype="float32", name="logits")(features)
+    return keras.Model(images, logits, name=name)
+
+
+def to_images(x, channels: int):
+    """The output layer of every conv generator: a 3x3 conv to `channels` with tanh, in float32
+    even under mixed precision, so exported models take and return float32."""
+    return layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32", name="images")(x)

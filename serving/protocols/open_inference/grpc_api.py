@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 
 from serving.engine.core import RequestCore, RequestError
-from serving.protocols.open_inference import tensors
+from serving.protocols.open_inference import tensors as oip_tensors
 from serving.transports.grpc_common import GrpcIntake, unary
 from serving.protocols.open_inference.targets import EXTENSIONS, MAX_VERSION, SERVER_NAME, SERVER_VERSION
 from serving.protos import open_inference as oip
@@ -51,7 +51,7 @@ async def model_ready(core: RequestCore, request):
 async def model_metadata(core: RequestCore, request):
     name, version, label = target(request.name, request.version)
     resolved, info = core.info(name, version, label)
-    inputs, outputs = tensors.tensor_metadata(info)
+    inputs, outputs = oip_tensors.tensor_metadata(info)
     versions = [str(resolved)] if request.version else [str(v) for v in core.versions().get(name, [])]
     response = oip.ModelMetadataResponse(name=name, versions=versions, platform="onnxruntime_onnx")
     for spec in inputs:
@@ -66,12 +66,12 @@ async def model_infer(core: RequestCore, request):
     _, info = core.info(name, version, label)
     inputs = decode_inputs(core, info, request)
     for output in request.outputs:
-        if output.name != tensors.OUTPUT_NAME:
+        if output.name != oip_tensors.OUTPUT_NAME:
             raise RequestError("INVALID_ARGUMENT", f"requested output '{output.name[:64]}' is not this model's; its "
-                               f"only output is '{tensors.OUTPUT_NAME}'")
+                               f"only output is '{oip_tensors.OUTPUT_NAME}'")
     resolved, images = await core.predict(name, inputs, version, label)
     response = oip.ModelInferResponse(model_name=name, model_version=str(resolved), id=request.id)
-    response.outputs.add(name=tensors.OUTPUT_NAME, datatype="FP32", shape=images.shape)
+    response.outputs.add(name=oip_tensors.OUTPUT_NAME, datatype="FP32", shape=images.shape)
     response.raw_output_contents.append(np.ascontiguousarray(images, dtype="<f4").tobytes())
     return response
 
@@ -81,7 +81,7 @@ def decode_inputs(core: RequestCore, info, request) -> dict[str, np.ndarray]:
     names = [tensor.name for tensor in request.inputs]
     if len(set(names)) != len(names):
         raise RequestError("INVALID_ARGUMENT", "every input must be named once")
-    shapes = {tensor.name: tensors.declared_shape(tensor.name, tensor.shape) for tensor in request.inputs}
+    shapes = {tensor.name: oip_tensors.declared_shape(tensor.name, tensor.shape) for tensor in request.inputs}
     core.check_shapes(info, shapes)
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
@@ -92,12 +92,12 @@ def decode_inputs(core: RequestCore, info, request) -> dict[str, np.ndarray]:
                            "contents, not both")
     inputs = {}
     for index, tensor in enumerate(request.inputs):
-        dtype = tensors.check_datatype(tensor.name, tensor.datatype)
+        dtype = oip_tensors.check_datatype(tensor.name, tensor.datatype)
         if raw:
-            inputs[tensor.name] = tensors.from_raw(tensor.name, raw[index], dtype, shapes[tensor.name])
+            inputs[tensor.name] = oip_tensors.from_raw(tensor.name, raw[index], dtype, shapes[tensor.name])
         else:
-            values = getattr(tensor.contents, tensors.CONTENTS_FIELD.get(tensor.datatype, "fp32_contents"))
-            inputs[tensor.name] = tensors.from_values(tensor.name, np.asarray(values, dtype), dtype,
+            values = getattr(tensor.contents, oip_tensors.CONTENTS_FIELD.get(tensor.datatype, "fp32_contents"))
+            inputs[tensor.name] = oip_tensors.from_values(tensor.name, np.asarray(values, dtype), dtype,
                                                          shapes[tensor.name])
     return inputs
 

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serving.engine.core import RequestError
-from serving.protocols.open_inference import tensors
+from serving.protocols.open_inference import tensors as oip_tensors
 from serving.transports.rest_common import RestContext, answer, endpoint, off_loop, predict_in_time, read_body
 from serving.protocols.open_inference.targets import BINARY_HEADER, EXTENSIONS, SERVER_NAME, SERVER_VERSION, Target, parse_target
 from serving.transports.json_bodies import decode_json, max_json_values
@@ -40,7 +40,7 @@ async def ready(ctx: RestContext, request: Request) -> Response:
 
 async def model_metadata(ctx: RestContext, request: Request, target: Target) -> Response:
     version, info = ctx.core.info(target.name, target.version, target.label)
-    inputs, outputs = tensors.tensor_metadata(info)
+    inputs, outputs = oip_tensors.tensor_metadata(info)
     versions = [str(version)] if target.version is not None or target.label else \
         [str(v) for v in ctx.core.versions().get(target.name, [])]
     return JSONResponse({"name": target.name, "versions": versions, "platform": "onnxruntime_onnx",
@@ -77,12 +77,12 @@ def decode_infer(ctx: RestContext, info, body: bytes, header_length: str | None)
     names = [str(t.get("name", "")) for t in tensors]
     if len(set(names)) != len(names):
         raise RequestError("INVALID_ARGUMENT", "every input must be named once")
-    shapes = {name: tensors.declared_shape(name, t.get("shape")) for name, t in zip(names, tensors)}
+    shapes = {name: oip_tensors.declared_shape(name, t.get("shape")) for name, t in zip(names, tensors)}
     ctx.core.check_shapes(info, shapes)
     binary = memoryview(body)[split:] if split is not None else memoryview(b"")
     inputs, offset = {}, 0
     for name, tensor in zip(names, tensors):
-        dtype = tensors.check_datatype(name, tensor.get("datatype"))
+        dtype = oip_tensors.check_datatype(name, tensor.get("datatype"))
         parameters = tensor.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise RequestError("INVALID_ARGUMENT", f"input '{name[:64]}' has parameters that are not an object")
@@ -91,10 +91,10 @@ def decode_infer(ctx: RestContext, info, body: bytes, header_length: str | None)
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise RequestError("INVALID_ARGUMENT", f"input '{name}' declares binary_data_size {size!r}, beyond "
                                    "the binary data sent")
-            inputs[name] = tensors.from_raw(name, binary[offset:offset + size], dtype, shapes[name])
+            inputs[name] = oip_tensors.from_raw(name, binary[offset:offset + size], dtype, shapes[name])
             offset += size
         elif "data" in tensor:
-            inputs[name] = tensors.from_values(name, tensor["data"], dtype, shapes[name])
+            inputs[name] = oip_tensors.from_values(name, tensor["data"], dtype, shapes[name])
         else:
             raise RequestError("INVALID_ARGUMENT", f"input '{name}' has neither 'data' nor binary_data_size")
     return payload, inputs, _wants_binary(payload)
@@ -113,9 +113,9 @@ def _wants_binary(payload: dict) -> bool:
     """The binary tensor extension: per requested output, or for all with binary_data_output."""
     outputs = payload.get("outputs")
     for output in outputs if isinstance(outputs, list) else ():
-        if not isinstance(output, dict) or output.get("name") != tensors.OUTPUT_NAME:
+        if not isinstance(output, dict) or output.get("name") != oip_tensors.OUTPUT_NAME:
             raise RequestError("INVALID_ARGUMENT", f"requested output {str(output)[:80]} is not this model's; its "
-                               f"only output is '{tensors.OUTPUT_NAME}'")
+                               f"only output is '{oip_tensors.OUTPUT_NAME}'")
         parameters = output.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise RequestError("INVALID_ARGUMENT", "a requested output's parameters must be an object")
@@ -126,7 +126,7 @@ def _wants_binary(payload: dict) -> bool:
 
 
 def infer_response(name: str, version: int, request_id, images: np.ndarray, binary: bool) -> Response:
-    output = {"name": tensors.OUTPUT_NAME, "datatype": "FP32", "shape": list(images.shape)}
+    output = {"name": oip_tensors.OUTPUT_NAME, "datatype": "FP32", "shape": list(images.shape)}
     head = {"model_name": name, "model_version": str(version), "outputs": [output]}
     if isinstance(request_id, str) and request_id:
         head["id"] = request_id[:256]
