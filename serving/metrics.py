@@ -15,34 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from serving import METRICS_DIR as MULTIPROCESS_DIR  # an inherited one is dropped in serving/__init__.py
+from serving.protocols.tfserving.metric_names import (TF_LATENCY_BUCKETS, TF_REQUEST_COUNT, TF_REQUEST_LATENCY,  # noqa: F401
+                                                      tf_serving_names)
 
 log = logging.getLogger("serving.metrics")
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-TF_LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(33))
-TF_REQUEST_COUNT = ":tensorflow:serving:request_count"
 MAX_TF_SERIES = 1000
 # The model_name label of requests for a model the server does not serve: names come from clients,
 # and a scan of made-up names must not grow /metrics (one series set for all of them).
 NOT_SERVED = "(not served)"
-# TF Serving names its counter without prometheus_client's `_total` suffix and has no `_created` series.
-_TF_COUNT_CREATED = re.compile(rb"^(?:# (?:HELP|TYPE) )?" + re.escape(TF_REQUEST_COUNT.encode()) + rb"_created[ {].*\n",
-                               re.MULTILINE)
-
-
-def tf_serving_names(text: bytes) -> bytes:
-    """An exposition with TF Serving's exact request counter: `:tensorflow:serving:request_count{...}`."""
-    name = TF_REQUEST_COUNT.encode()
-    text = _TF_COUNT_CREATED.sub(b"", text)
-    return re.sub(rb"^((?:# (?:HELP|TYPE) )?)" + re.escape(name) + rb"_total", rb"\1" + name, text, flags=re.MULTILINE)
-
-
 class ServerMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -63,7 +50,7 @@ class ServerMetrics:
         self._tf_series: set = set()  # (model, status) pairs counted, bounded by MAX_TF_SERIES
         self._children: dict = {}  # (metric, labels) -> labelled child: `labels()` costs a lock and a tuple per call
         self.tf_request_latency = Histogram(
-            ":tensorflow:serving:request_latency", "Distribution of wall time (in microseconds) for Tensorflow "
+            TF_REQUEST_LATENCY, "Distribution of wall time (in microseconds) for Tensorflow "
             "Serving request.", ["model_name", "API", "entrypoint"], buckets=TF_LATENCY_BUCKETS, registry=self.registry)
 
     def child(self, metric, *labels):

@@ -29,11 +29,11 @@ ALLOWED = {
 # serving's own floors (docs/development.md): a module imports from its floor and those below, never above;
 # the two protocols never import each other, and the client needs only the messages.
 SERVING_FLOORS = [
-    ("serving", "serving.protos", "serving.log_throttle", "serving.metrics"),   # shared: messages, logs, metrics
+    ("serving", "serving.protos", "serving.log_throttle"),                     # shared: messages, rate-limited logs
     ("serving.engine",),                                                       # core, models, batcher, generator
     ("serving.model_control", "serving.transports"),                           # control plane; HTTP and gRPC plumbing
     ("serving.protocols",),                                                    # TF Serving, Open Inference Protocol
-    ("serving.samples_page",),
+    ("serving.samples_page", "serving.metrics"),                               # the page; what the server records
     ("serving.app", "serving.config", "serving.server"),                       # mounting, configuration, the Server
 ]
 
