@@ -68,7 +68,7 @@ def unfolded_onnx(run_dir: Path, path: Path) -> Path:
     from training.models import for_export
 
     run = open_run(run_dir)
-    generator = for_export(load_generator(run), run.config)
+    generator = for_export(load_generator(run))
     write_onnx(generator, GeneratorSpec.of(generator), path, {}, fold=False)
     return path
 

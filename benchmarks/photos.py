@@ -151,7 +151,7 @@ def main(argv=None):
                     num_classes = None
                 else:
                     where = (Path(args.keep) if args.keep else Path(tmp)) / (
-                        f"{name.replace(' ', '_').replace(',', '')}-seed{seed}-{args.minutes:g}min")
+                        f"{name.replace(' ', '_').replace(',', '').replace('/', '-')}-seed{seed}-{args.minutes:g}min")
                     sampler, steps, batch, seconds = train_ours(root, VARIANTS[name], args.minutes, seed, str(where))
                     sample, latent_dim, num_classes = sampler.sample, sampler.latent_dim, sampler.num_classes
                 result = evaluator.evaluate(sample, latent_dim, num_classes)

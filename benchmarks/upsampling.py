@@ -53,7 +53,7 @@ def main(argv=None):
     from export.signature import GeneratorSpec, serving_function
     from export.variants import write_variant
     from training.ema import recalibrate_batchnorm
-    from training.models import PIXELSHUFFLE_OP, build_generator
+    from training.models import build_generator
 
     rng = np.random.default_rng(0)
     options = ort.SessionOptions()
@@ -61,8 +61,7 @@ def main(argv=None):
     backends, ops_used = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in MODES:
-            generator = build_generator(args.image_size, args.channels, args.latent_dim, args.width,
-                                        upsampling=PIXELSHUFFLE_OP if mode == "pixelshuffle" else mode)  # as exported
+            generator = build_generator(args.image_size, args.channels, args.latent_dim, args.width, upsampling=mode)
             recalibrate_batchnorm(generator)
             spec = GeneratorSpec.of(generator)
             fp32, int8 = Path(tmp) / f"{mode}.onnx", Path(tmp) / f"{mode}.int8.onnx"

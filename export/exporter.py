@@ -85,7 +85,7 @@ def export_generator(run_dir: Path, output_dir: Path, model_name: str = "generat
     if not model_name or not all(c.isalnum() or c in "-_." for c in model_name) or model_name.startswith("."):
         raise ExportError(f"--model-name {model_name!r} must be letters, digits, '-', '_' or '.', not starting with '.'.")
     run = open_run(run_dir)
-    generator = for_export(load_generator(run), run.config)
+    generator = for_export(load_generator(run))
     spec = GeneratorSpec.of(generator)
     root = ExportRoot(output_dir, model_name)
     try:

@@ -3,7 +3,7 @@
 Plain functions that return functional `keras.Model`s. A generator is made of Keras's own layers, so
 its `.keras` file reloads with `keras.models.load_model` alone; a conditional or ResNet discriminator's
 needs `import training.models` first (it registers their custom layers).
-`for_export` gives export the generator with pixel shuffles as DepthToSpace ops. The architectures
+`rewrite_saved_file` makes a saved generator portable, `for_export` turns it back for export. The architectures
 themselves live in `training.networks`.
 """
 
@@ -14,7 +14,8 @@ from keras import layers
 
 from training.networks import ARCHITECTURES
 from training.networks.dcgan import upsampling_plan  # noqa: F401  (public: the resolution plan)
-from training.networks.layers import PIXELSHUFFLE_OP, UPSAMPLING, ProjectionHead  # noqa: F401
+from training.networks.layers import UPSAMPLING, ProjectionHead  # noqa: F401
+from training.networks.portable import rewrite_saved_file, with_depth_to_space  # noqa: F401
 
 DEFAULT_UPSAMPLING = "pixelshuffle"
 
@@ -73,28 +74,10 @@ def generator_for(config, num_classes: int | None) -> keras.Model:
                            arch=config.arch, upsampling=config.upsampling)
 
 
-def for_export(generator: keras.Model, config) -> keras.Model:
-    """`generator` (as loaded from generator.keras) with each pixel shuffle as one DepthToSpace op,
-    the form tf2onnx turns into ONNX `DepthToSpace` (training.networks.layers): the same weights and,
-    checked, the same images. A generator without a portable pixel shuffle, or one the run's config
-    does not describe (then its ONNX has Reshape/Transpose: slower, as correct), comes back as it is."""
-    portable = any(isinstance(layer, layers.Permute) and tuple(layer.dims) == (1, 3, 2, 4, 5)
-                   for layer in generator.layers)
-    if config is None or config.upsampling != "pixelshuffle" or not portable:
-        return generator
-    num_classes, latent_dim = class_count(generator), int(generator.inputs[0].shape[-1])
-    try:
-        twin = build_generator(int(generator.output_shape[1]), int(generator.output_shape[-1]), latent_dim,
-                               config.width, num_classes, name=generator.name, arch=config.arch,
-                               upsampling=PIXELSHUFFLE_OP)
-        twin.set_weights(generator.get_weights())
-    except ValueError:
-        return generator
-    inputs = [keras.random.normal((4, latent_dim), seed=0)]
-    if num_classes:
-        inputs.append(keras.ops.arange(4, dtype="int32") % num_classes)
-    gap = float(keras.ops.max(keras.ops.abs(twin(inputs, training=False) - generator(inputs, training=False))))
-    return twin if gap <= 1e-5 else generator
+def for_export(generator: keras.Model) -> keras.Model:
+    """`generator` as loaded from generator.keras, with each pixel shuffle as one DepthToSpace op
+    again: what tf2onnx turns into ONNX `DepthToSpace` (training.networks.portable)."""
+    return with_depth_to_space(generator)
 
 
 def discriminator_for(config, num_classes: int | None) -> keras.Model:

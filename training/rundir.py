@@ -182,14 +182,17 @@ class RunDirectory:
     def read_best(self) -> dict | None:
         return read_json(self.best_path) if self.best_path.is_file() else None
 
-    def save_best(self, model, result: dict) -> None:
+    def save_best(self, model, result: dict, rewrite=None) -> None:
         """The generator file first, then best.json: the record never points at a missing model."""
-        self.save_model(model, self.best_generator_path)
+        self.save_model(model, self.best_generator_path, rewrite)
         write_json_atomic(self.best_path, result)
 
-    def save_model(self, model, path: Path) -> None:
+    def save_model(self, model, path: Path, rewrite=None) -> None:
+        """`rewrite(file)`: a change to the saved file before it takes its name."""
         with atomic_path(path, suffix=".keras") as tmp:
             model.save(tmp)
+            if rewrite is not None:
+                rewrite(tmp)
 
     # -- checkpoints ------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from training.gan import GAN
 from common.atomic import remove_stale, staging_dir
 from common.grid import sample_inputs
 from training.losses import get_loss
-from training.models import discriminator_for, generator_for
+from training.models import discriminator_for, generator_for, rewrite_saved_file
 from training.precision import float32_generator, precision_policy, weights_digest
 from training import sigterm
 from training.rundir import RunDirectory
@@ -306,7 +306,7 @@ def fit_until_done(gan: GAN, data: ImageData, config: TrainConfig, steps_per_epo
 
 def save_final_models(run: RunDirectory, generator: keras.Model, gan: GAN) -> None:
     """The float32 (EMA) generator and the discriminator, for export and for fine-tuning."""
-    run.save_model(generator, run.generator_path)
+    run.save_model(generator, run.generator_path, rewrite_saved_file)  # loads with keras.models.load_model alone
     run.save_model(gan.discriminator, run.discriminator_path)
     print(f"Run directory: {run.root}  (generator: {run.generator_path.name}, "
           f"samples: {run.samples_dir.name}/, TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
@@ -340,7 +340,7 @@ def _evaluation(config: TrainConfig, evaluation, gan: GAN, run: RunDirectory):
 
     def save_best(result):
         best.set_weights(gan.sampler.get_weights())
-        run.save_best(best, result)
+        run.save_best(best, result, rewrite_saved_file)
     return Evaluation(evaluator, config.eval_every, gan.num_classes, config.latent_dim, run, save_best)
 
 

@@ -1,12 +1,10 @@
 """Building blocks shared by the architectures: the projection head, sub-pixel upsampling, SN.
 
 Upsampling is one choice for every generator (`UPSAMPLING`), measured in `benchmarks/upsampling.py`:
-- `pixelshuffle`: 3x3 conv to 4x the filters, then depth-to-space (Shi et al., 2016); the kernel
-  starts as ICNR (Aitken et al., 2017) so the first images have no checkerboard. Saved models spell
-  depth-to-space in Keras's own layers (Reshape, Permute, Reshape) and name a built-in initializer,
-  so `keras.models.load_model` needs nothing of ours; export builds the same generator with one
-  `DepthToSpace` op per block (`PIXELSHUFFLE_OP`), which tf2onnx maps to ONNX `DepthToSpace`, the
-  form onnxruntime's int8 quantizer and NCHWc path handle.
+- `pixelshuffle`: 3x3 conv to 4x the filters, then `depth_to_space` (Shi et al., 2016). ONNX gets
+  `Conv` + `DepthToSpace`, which onnxruntime's int8 quantizer and NCHWc path both handle; the
+  kernel starts as ICNR (Aitken et al., 2017) so the first images have no checkerboard. Saved
+  generators spell both in Keras's own layers (`training.networks.portable`).
 - `transposed`: `Conv2DTranspose(4, strides=2)`, the classic DCGAN layer (ONNX `ConvTranspose`,
   left in float by the quantizer).
 - `nearest`: nearest-neighbour upsampling + 3x3 conv (Keras's `UpSampling2D` exports as Tile/Gather
@@ -19,7 +17,6 @@ import keras
 from keras import layers, ops
 
 UPSAMPLING = ("pixelshuffle", "transposed", "nearest")
-PIXELSHUFFLE_OP = "pixelshuffle-op"  # pixelshuffle with one DepthToSpace op per block: export's form
 
 
 @keras.saving.register_keras_serializable(package="gan")
@@ -59,8 +56,7 @@ class ProjectionHead(layers.Layer):
 @keras.saving.register_keras_serializable(package="gan")
 class DepthToSpace(layers.Layer):
     """`[b, h, w, 4c] -> [b, 2h, 2w, c]` via `tf.nn.depth_to_space`, which tf2onnx maps to one
-    ONNX `DepthToSpace` (Keras's Reshape/Permute export as Reshape/Transpose chains). Export's form
-    of `pixel_shuffle`; saved models from before it was spelled in built-in layers use it too."""
+    ONNX `DepthToSpace` (a keras.ops reshape/transpose would export as Reshape/Transpose chains)."""
 
     def __init__(self, block_size: int = 2, **kwargs):
         super().__init__(**kwargs)
@@ -102,28 +98,12 @@ def maybe_sn(layer: layers.Layer, enabled: bool) -> layers.Layer:
     return layers.SpectralNormalization(layer, name=f"sn_{layer.name}") if enabled else layer
 
 
-def pixel_shuffle(x, block: int = 2, name: str | None = None, as_op: bool = False):
-    """`[b, h, w, block*block*c] -> [b, block*h, block*w, c]`, channel `(i*block + j)*c + k` going to
-    pixel `(i, j)` of each block (TensorFlow's and ONNX's DCR order). `as_op`: one DepthToSpace op
-    (export); otherwise Keras's own layers, which any Keras loads."""
-    if as_op:
-        return DepthToSpace(block, name=name)(x)
-    height, width, depth = x.shape[1:]
-    out = depth // (block * block)
-    x = layers.Reshape((height, width, block, block, out), name=name and f"{name}_split")(x)
-    x = layers.Permute((1, 3, 2, 4, 5), name=name and f"{name}_interleave")(x)  # [h, i, w, j, c]
-    return layers.Reshape((height * block, width * block, out), name=name)(x)
-
-
 def upsample(x, filters: int, mode: str, kernel_size: int = 3, use_bias: bool = False, name: str | None = None):
     """Double the resolution of `x` and map it to `filters` channels with the chosen method."""
-    if mode in ("pixelshuffle", PIXELSHUFFLE_OP):
-        conv = layers.Conv2D(filters * 4, kernel_size, padding="same", use_bias=use_bias, kernel_initializer=ICNR(),
-                             name=name and f"{name}_conv")
-        x = conv(x)
-        conv.kernel_initializer = keras.initializers.GlorotUniform()  # ICNR only initialises; the saved model
-        # then names a built-in initializer, and loading it needs no import of ours
-        return pixel_shuffle(x, 2, name and f"{name}_shuffle", as_op=mode == PIXELSHUFFLE_OP)
+    if mode == "pixelshuffle":
+        x = layers.Conv2D(filters * 4, kernel_size, padding="same", use_bias=use_bias, kernel_initializer=ICNR(),
+                          name=name and f"{name}_conv")(x)
+        return DepthToSpace(2, name=name and f"{name}_shuffle")(x)
     if mode == "transposed":
         return layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=use_bias, name=name)(x)
     if mode == "nearest":
