@@ -78,39 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Every flag's default, written once (in the parser, ours and TF Serving's): the fields below take theirs.
+_FLAG_DEFAULTS = vars(build_parser().parse_args([]))
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything a server needs to start, resolved: field names are the flags' (TF Serving's where
     only it has one); see `python -m serving.server --help` for each."""
 
     models: tuple[ModelConfig, ...]
-    host: str = "127.0.0.1"
-    rest_port: int = 8501
-    grpc_port: int = 8500
-    device: str = "auto"
-    variant: str | None = None
-    intra_op_threads: int = 0
-    batching: bool = True
-    max_batch_size: int = 32
-    batch_timeout_ms: float = 0.0
-    num_batch_threads: int = 2
-    max_enqueued_batches: int = 16
-    workers: int = 1
-    max_request_batch: int = 256
-    max_body_bytes: int | None = None
-    max_connections: int | None = None  # None: sized from the file-descriptor limit at start
-    read_timeout_seconds: float = 30.0
-    idle_timeout_seconds: float = 30.0
-    version_settle_seconds: float = 2.0
-    grace_seconds: float = 10.0
-    log_level: str = "info"
-    rest_api_timeout_in_ms: int = 30000
-    model_config_file: str | None = None
-    model_config_file_poll_wait_seconds: int = 0
-    file_system_poll_wait_seconds: int = 1
-    max_num_load_retries: int = 5
-    load_retry_interval_micros: int = 60_000_000
-    allow_version_labels_for_unavailable_models: bool = False
+    host: str = _FLAG_DEFAULTS["host"]
+    rest_port: int = _FLAG_DEFAULTS["rest_port"]
+    grpc_port: int = _FLAG_DEFAULTS["grpc_port"]
+    device: str = _FLAG_DEFAULTS["device"]
+    variant: str | None = _FLAG_DEFAULTS["variant"]
+    intra_op_threads: int = _FLAG_DEFAULTS["intra_op_threads"]
+    batching: bool = _FLAG_DEFAULTS["batching"]
+    max_batch_size: int = _FLAG_DEFAULTS["max_batch_size"]
+    batch_timeout_ms: float = _FLAG_DEFAULTS["batch_timeout_ms"]
+    num_batch_threads: int = _FLAG_DEFAULTS["num_batch_threads"]
+    max_enqueued_batches: int = _FLAG_DEFAULTS["max_enqueued_batches"]
+    workers: int = _FLAG_DEFAULTS["workers"]
+    max_request_batch: int = _FLAG_DEFAULTS["max_request_batch"]
+    max_body_bytes: int | None = _FLAG_DEFAULTS["max_body_bytes"]
+    # max_connections None: sized from the file-descriptor limit when the server starts
+    max_connections: int | None = _FLAG_DEFAULTS["max_connections"]
+    read_timeout_seconds: float = _FLAG_DEFAULTS["read_timeout_seconds"]
+    idle_timeout_seconds: float = _FLAG_DEFAULTS["idle_timeout_seconds"]
+    version_settle_seconds: float = _FLAG_DEFAULTS["version_settle_seconds"]
+    grace_seconds: float = _FLAG_DEFAULTS["grace_seconds"]
+    log_level: str = _FLAG_DEFAULTS["log_level"]
+    rest_api_timeout_in_ms: int = _FLAG_DEFAULTS["rest_api_timeout_in_ms"]
+    model_config_file: str | None = _FLAG_DEFAULTS["model_config_file"]
+    model_config_file_poll_wait_seconds: int = _FLAG_DEFAULTS["model_config_file_poll_wait_seconds"]
+    file_system_poll_wait_seconds: int = _FLAG_DEFAULTS["file_system_poll_wait_seconds"]
+    max_num_load_retries: int = _FLAG_DEFAULTS["max_num_load_retries"]
+    load_retry_interval_micros: int = _FLAG_DEFAULTS["load_retry_interval_micros"]
+    allow_version_labels_for_unavailable_models: bool = _FLAG_DEFAULTS["allow_version_labels_for_unavailable_models"]
     prometheus_path: str | None = None
     notices: tuple[str, ...] = ()  # how the flags were taken, for the log once it is set up
 

@@ -108,8 +108,9 @@ def reload_handler(control: ModelControl | None):
                                "HandleReloadConfigRequest. Only ModelConfigList is currently supported")
         if control is None:
             raise RequestError("UNIMPLEMENTED", "this server takes no reloads")
-        if control.refusal():
-            raise RequestError("FAILED_PRECONDITION", control.refusal())
+        refused = control.refusal()
+        if refused:
+            raise RequestError("FAILED_PRECONDITION", refused)
         try:
             await control.reload(models_from_proto(request.config))
         except (LabelError, ReloadRefused) as err:
