@@ -3,7 +3,7 @@
 Training builds each pixel shuffle as one `DepthToSpace` layer (one TensorFlow op, which tf2onnx maps
 to one ONNX `DepthToSpace`: the form onnxruntime's int8 quantizer and NCHWc path take) whose conv
 kernel starts as `ICNR`. Both classes are ours, so a file that names them loads only after
-`import training.models`. `portable` rewrites a generator's config so that each DepthToSpace becomes
+`import training.models`. `to_portable` rewrites a generator's config so that each DepthToSpace becomes
 Reshape -> Permute -> Reshape (the same values, in TensorFlow's and ONNX's DCR order) and each ICNR
 the GlorotUniform it starts from (it only initialises): what the trainer saves loads with
 `keras.models.load_model` alone. The rewrite is of the saved file's JSON (`rewrite_saved_file`), so it
